@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from helpers import manifest
+from vfi_mini.models import PRESET_PARAMS, PRESETS, STMFNetConfig, build_model, count_parameters
+from vfi_mini.models.kernels import Upsampler8Tap, blur_downsample, gaussian_kernel
+
+
+@pytest.mark.parametrize("arch", ["stmfnet", "stmfnet-mini"])
+def test_state_dict_matches_official_manifest_key_for_key(arch):
+    model = build_model(arch)
+    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    assert ours == list(manifest(arch).items())  # same keys, same order, same shapes
+
+
+@pytest.mark.parametrize("arch", ["stmfnet", "stmfnet-mini"])
+def test_parameter_counts_match_the_papers(arch):
+    assert count_parameters(build_model(arch)) == PRESET_PARAMS[arch]
+
+
+def test_frozen_parameters():
+    full = build_model("stmfnet")
+    trainable = sum(p.numel() for p in full.parameters() if p.requires_grad)
+    assert trainable == 11_654_426  # PWC-Net and the two fixed filters are frozen (spec §0)
+    mini = build_model("stmfnet-mini")
+    assert sum(p.numel() for p in mini.parameters() if p.requires_grad) == 1_822_063
+
+
+TINY = STMFNetConfig(feat_channels=(32, 32, 34, 36), kernel_hidden=6, kernel_size=3, dilation=2,
+                     grid_channels=(4, 5, 6), tenet_channels=(4, 5, 6, 7), tenet_decoder=(3, 4, 5, 6, 7),
+                     tenet_fuse=3, flow=False)
+
+
+def test_any_consistent_config_builds_runs_and_trains():
+    torch.manual_seed(0)
+    model = build_model(TINY).train()
+    frames = [torch.rand(2, 3, 32, 48) for _ in range(4)]
+    out = model(*frames)
+    assert out.shape == (2, 3, 32, 48)
+    out.square().mean().backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    # GridNet's row 0 in the upward half never reaches the output row (see gridnet.py): no gradient.
+    dead = ("scale_synthesis.lateral_0_2.", "scale_synthesis.lateral_0_3.", "scale_synthesis.up_0_")
+    assert all((g is None) == n.startswith(dead) for n, g in grads.items())
+    # The offset heads only receive gradients through AdaCoF: check the op's backward is wired.
+    assert grads["get_kernel.moduleAlpha1.7.weight"].abs().sum() > 0
+    assert grads["get_kernel.moduleBeta2_us.7.weight"].abs().sum() > 0
+
+
+def test_config_roundtrip_and_validation():
+    assert STMFNetConfig.from_dict(TINY.to_dict()) == TINY
+    assert PRESETS["stmfnet-mini"].preset_name() == "stmfnet-mini"
+    assert TINY.preset_name() is None
+    with pytest.raises(ValueError, match="feat_channels"):
+        STMFNetConfig(feat_channels=(30, 64, 96, 128))
+    with pytest.raises(ValueError, match="unknown architecture field"):
+        STMFNetConfig.from_dict({"widths": [1]})
+
+
+def test_model_rejects_unpadded_sizes():
+    model = build_model(TINY).eval()
+    with pytest.raises(ValueError, match="multiple of 16"):
+        model(*[torch.rand(1, 3, 40, 48)] * 4)
+
+
+def test_gaussian_kernel_matches_spec_taps():
+    k = gaussian_kernel()
+    assert k.shape == (3, 1, 5, 5)
+    one_d = k[0, 0].sum(dim=0)
+    expected = torch.tensor([0.000264, 0.106451, 0.786571, 0.106451, 0.000264])
+    torch.testing.assert_close(one_d, expected, atol=2e-6, rtol=0)
+    # Blur-then-downsample keeps a constant image constant.
+    x = torch.full((1, 3, 16, 16), 0.3)
+    torch.testing.assert_close(blur_downsample(x, k), torch.full((1, 3, 8, 8), 0.3))
+
+
+def test_upsampler_keeps_samples_and_interpolates_ramps_exactly():
+    up = Upsampler8Tap()
+    assert up.filter.requires_grad is False
+    x = torch.rand(1, 3, 12, 10)
+    y = up(x)
+    assert y.shape == (1, 3, 24, 20)
+    torch.testing.assert_close(y[..., ::2, ::2], x)
+    # The HEVC filter is exact on linear ramps away from the reflected borders.
+    ramp = torch.arange(16.0).view(1, 1, 1, 16).expand(1, 3, 16, 16).contiguous()
+    y = up(ramp)
+    torch.testing.assert_close(y[0, 0, 8, 7:20:2], torch.arange(3.5, 10.0, 1.0))
+    torch.testing.assert_close(y[0, 0, 9, 7:20:2], torch.arange(3.5, 10.0, 1.0))
+
+
+def test_gridnet_skipping_dead_row0_blocks_changes_nothing():
+    from vfi_mini.models.gridnet import MIMOGridNet
+
+    torch.manual_seed(3)
+    net = MIMOGridNet((6, 6, 6), (4, 5, 6)).eval()
+    rows = [torch.rand(1, 6, 32, 32), torch.rand(1, 6, 16, 16), torch.rand(1, 6, 8, 8)]
+
+    def full_schedule(cur):  # spec §2.6, literally: every row in every column
+        cur = list(cur)
+        for c in (0, 1):
+            for r in (0, 1, 2):
+                cur[r] = getattr(net, f"lateral_{r}_{c}")(cur[r])
+                if r > 0:
+                    cur[r] = cur[r] + getattr(net, f"down_{r - 1}_{c}")(cur[r - 1])
+        for c in (2, 3):
+            for r in (2, 1, 0):
+                cur[r] = getattr(net, f"lateral_{r}_{c}")(cur[r])
+                if r < 2:
+                    cur[r] = cur[r] + getattr(net, f"up_{r}_{c - 2}")(cur[r + 1])
+        return net.lateral_final_1(cur[1])
+
+    with torch.no_grad():
+        torch.testing.assert_close(net(rows), full_schedule(rows))

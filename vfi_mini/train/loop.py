@@ -1,0 +1,508 @@
+"""One readable training loop for the ST-MFNet family: plain training and knowledge distillation.
+
+Loss without a teacher: Lap(S, GT). With a teacher: alpha * Lap(S, GT) + Lap(S, T) (spec §9: the
+distillation term is not weighted by 1 - alpha). Teacher-only data (no ground truth) contributes
+Lap(S, T) alone. Flow distillation adds `flow_distill * L1(student displacement, teacher flow)` at each
+AdaCoF scale (see `effective_displacement`).
+
+A run directory holds:
+- ``config.json``: the TrainConfig and the architecture;
+- ``metrics.jsonl``: one JSON object per logged step / validation;
+- ``last.pth`` / ``best.pth``: the student in the official checkpoint format (plus ``model_config`` when
+  the architecture is not a preset), usable directly with ``vfi-mini double --weights``;
+- ``state.pt``: everything needed to resume bit-for-bit (optimizer, scheduler, step, data position,
+  RNG state); read back with ``weights_only=True``.
+
+Randomness: every sample's crop/flip/reversal comes from (seed, epoch, index) inside the datasets, and the
+sample order of each epoch from a generator seeded with (seed, epoch), so a resumed run sees exactly the
+samples an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import ConcatDataset, Dataset
+
+from ..errors import InputError, UsageError
+from ..metrics import psnr, ssim_matlab
+from ..models import PRESETS, STMFNet, STMFNetConfig, build_model, count_parameters
+from ..weights import load_model, save_weights
+from .losses import LapLoss, get_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (flat, as on the command line)."""
+
+    data: list[str]
+    out: str
+    arch: str = "stmfnet-mini"  # preset name or path to an architecture JSON (e.g. from `prune`)
+    init: str | None = None  # weights to start from
+    teacher: str | None = None
+    alpha: float = 0.1
+    teacher_only_data: list[str] = field(default_factory=list)
+    flow_distill: float = 0.0
+    loss: str = "lap"
+    lr: float = 1e-3
+    schedule: str = "step"  # step | plateau | constant
+    lr_step: int = 20_000  # steps between halvings for the step schedule
+    gamma: float = 0.5
+    patience: int = 5  # validations without improvement before a plateau decay
+    epochs: int | None = None
+    max_steps: int | None = None
+    time_budget: float | None = None  # seconds
+    batch_size: int = 4
+    crop: int = 256
+    seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    val_data: list[str] = field(default_factory=list)
+    val_every: int = 500
+    val_limit: int = 32
+    val_crop: int = 256
+    ckpt_every: int = 200
+    log_every: int = 10
+    device: str = "auto"
+    threads: int | None = None
+    teacher_cache: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '45m', '2h', '1h30m' -> seconds."""
+    import re
+
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"cannot read duration {text!r}; use e.g. 90s, 45m, 2h or 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def resolve_arch(arch: str) -> STMFNetConfig:
+    if arch in PRESETS:
+        return PRESETS[arch]
+    p = Path(arch)
+    if not p.is_file():
+        raise UsageError(f"--arch {arch!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    try:
+        data = json.loads(p.read_text())
+        return STMFNetConfig.from_dict(data.get("config", data) if isinstance(data, dict) else data)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"architecture file {p} is invalid: {exc}") from exc
+
+
+# --- distribution ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join a torchrun job if WORLD_SIZE > 1 (NCCL on CUDA, Gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def _make_datasets(specs: list[str], crop: int, seed: int, split: str) -> Dataset | None:
+    if not specs:
+        return None
+    from ..data import make_dataset
+
+    sets = [make_dataset(s, crop=crop, seed=seed, split=split) for s in specs]
+    for s, d in zip(specs, sets):
+        if len(d) == 0:
+            raise InputError(f"training data {s!r} holds no usable samples")
+    return sets[0] if len(sets) == 1 else ConcatDataset(sets)
+
+
+class EpochSampler:
+    """Deterministic infinite sample order: epoch e is a permutation seeded by (seed, e), sharded by rank.
+
+    The position (epoch, index) is part of the resumable state.
+    """
+
+    def __init__(self, n: int, seed: int, d: Dist) -> None:
+        self.n, self.seed, self.d = n, seed, d
+        self.epoch, self.pos = 0, 0
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        return perm[self.d.rank :: self.d.world]
+
+    def take(self, k: int) -> list[tuple[int, int]]:
+        """Next k (epoch, index) pairs."""
+        out = []
+        order = self._order()
+        while len(out) < k:
+            if self.pos >= len(order):
+                self.epoch, self.pos = self.epoch + 1, 0
+                order = self._order()
+            out.append((self.epoch, order[self.pos]))
+            self.pos += 1
+        return out
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load(self, s: dict[str, int]) -> None:
+        self.epoch, self.pos = int(s["epoch"]), int(s["pos"])
+
+
+def _fetch(dataset: Dataset, items: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    samples = []
+    for epoch, idx in items:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        _set_epoch_recursive(dataset, epoch)
+        samples.append(dataset[idx])
+    return {k: torch.stack([s[k] for s in samples]) for k in ("frames", "target") if k in samples[0]}
+
+
+def _set_epoch_recursive(dataset: Dataset, epoch: int) -> None:
+    if isinstance(dataset, ConcatDataset):
+        for d in dataset.datasets:
+            _set_epoch_recursive(d, epoch)
+    elif hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+
+
+# --- teachers and flow distillation ------------------------------------------------------------------
+
+
+class Teacher:
+    """A frozen teacher in eval mode under no_grad: an ST-MFNet-family checkpoint or a RIFE v4 IFNet."""
+
+    def __init__(self, path: str, device: torch.device) -> None:
+        self.kind, self.model = _load_teacher(path)
+        self.model.to(device).eval().requires_grad_(False)
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
+        """frames (B, 4, 3, H, W) -> {'frame': (B, 3, H, W)[, 'flow_t0', 'flow_t1': (B, 2, H, W)]}."""
+        if self.kind == "rife":
+            return self.model(frames[:, 1], frames[:, 2])
+        return {"frame": self.model(*frames.unbind(1)).clamp(0, 1)}
+
+
+def _load_teacher(path: str) -> tuple[str, torch.nn.Module]:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"teacher file {path} not found")
+    try:
+        model, _ = load_model(p)
+        return "stmfnet", model
+    except Exception as exc:  # noqa: BLE001 - try the other teacher kind before giving up
+        first_error = exc
+    try:
+        from ..teachers.rife import RifeTeacher, load_rife
+
+        return "rife", RifeTeacher(load_rife(p))
+    except ImportError:
+        raise first_error from None
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"teacher {path} is neither an ST-MFNet-family checkpoint ({first_error}) "
+                         f"nor a RIFE v4 IFNet ({exc})") from exc
+
+
+def effective_displacement(weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                           dilation: int) -> torch.Tensor:
+    """Weight-averaged AdaCoF sampling displacement: sum_t w_t * (tap_t + offset_t), in pixels.
+
+    weight, alpha, beta: (B, K*K, H, W). Returns (B, 2, H, W) with channel 0 horizontal (x) and channel 1
+    vertical (y), relative to the output pixel, i.e. a backward flow from the new frame to the source.
+    """
+    taps = weight.shape[1]
+    k = math.isqrt(taps)
+    pad = (k - 1) * dilation / 2
+    grid = torch.arange(k, device=weight.device, dtype=weight.dtype) * dilation - pad
+    ty = grid.repeat_interleave(k).view(1, taps, 1, 1)  # row offset of tap t = (t // K) * D - pad
+    tx = grid.repeat(k).view(1, taps, 1, 1)
+    dx = (weight * (tx + beta)).sum(1, keepdim=True)
+    dy = (weight * (ty + alpha)).sum(1, keepdim=True)
+    return torch.cat([dx, dy], dim=1)
+
+
+def flow_distillation_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Tensor], dilation: int) -> torch.Tensor:
+    """Mean L1 between the student's AdaCoF displacement and the teacher's flow at the three scales."""
+    total = maps[0].new_zeros(())
+    for s, scale in enumerate((0.5, 1.0, 2.0)):
+        for f, key in enumerate(("flow_t0", "flow_t1")):
+            w, a, b = maps[6 * s + 3 * f: 6 * s + 3 * f + 3]
+            disp = effective_displacement(w, a, b, dilation)
+            target = torch.nn.functional.interpolate(teacher[key], size=disp.shape[-2:], mode="bilinear",
+                                                     align_corners=False) * scale
+            total = total + (disp - target).abs().mean()
+    return total / 6
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+
+def validate(model: STMFNet, samples: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, float]:
+    """Mean PSNR / SSIM (spec §10) of the model and of frame blending on fixed validation samples."""
+    was_training = model.training
+    model.eval()
+    ps, ss, pb = [], [], []
+    with torch.inference_mode():
+        for s in samples:
+            frames = s["frames"].unsqueeze(0).to(device)
+            gt = s["target"].unsqueeze(0).to(device)
+            out = model(*frames.unbind(1)).clamp(0, 1)
+            ps.append(float(psnr(out, gt)))
+            ss.append(float(ssim_matlab(out, gt)))
+            pb.append(float(psnr((frames[:, 1] + frames[:, 2]) / 2, gt)))
+    model.train(was_training)
+    n = max(1, len(ps))
+    return {"val_psnr": sum(ps) / n, "val_ssim": sum(ss) / n, "val_psnr_blend": sum(pb) / n, "val_n": len(ps)}
+
+
+def _validation_samples(cfg: TrainConfig) -> list[dict[str, torch.Tensor]]:
+    specs = cfg.val_data
+    if not specs:
+        return []
+    from ..data import make_dataset
+
+    out = []
+    for spec in specs:
+        ds = make_dataset(spec, crop=cfg.val_crop, seed=cfg.seed, split="val")
+        n = len(ds)
+        if n == 0:
+            continue
+        k = min(n, max(1, cfg.val_limit // len(specs)))
+        idx = sorted({int(i * n / k) for i in range(k)})
+        out += [ds[i] for i in idx]
+    return out
+
+
+def _schedule_lr(cfg: TrainConfig, step: int, plateau_decays: int) -> float:
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** (step // max(1, cfg.lr_step))
+    if cfg.schedule == "plateau":
+        return cfg.lr * cfg.gamma**plateau_decays
+    return cfg.lr
+
+
+def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = None,
+          resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) training as configured; returns a summary. See the module docstring."""
+    from ..interpolator import check_precision, resolve_device
+
+    device = resolve_device(cfg.device)
+    amp_dtype = check_precision(cfg.precision, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.schedule not in ("step", "plateau", "constant"):
+        raise UsageError(f"unknown schedule {cfg.schedule!r}; use step, plateau or constant")
+    if cfg.crop % 16:
+        raise UsageError(f"--crop must be a multiple of 16, got {cfg.crop}")
+    if cfg.max_steps is None and cfg.epochs is None and cfg.time_budget is None:
+        raise UsageError("give at least one of --epochs, --max-steps or --time-budget")
+    if (cfg.teacher_only_data or cfg.flow_distill) and not cfg.teacher:
+        raise UsageError("--teacher-only-data and --flow-distill need a --teacher")
+    d = init_distributed(device)
+    run = Path(cfg.out)
+    state_path = run / "state.pt"
+    if resume and not state_path.is_file():
+        raise UsageError(f"--resume: {run} holds no state.pt to resume from")
+    if not resume and state_path.is_file():
+        raise UsageError(f"{run} already holds a run; use --resume to continue it or choose another --out")
+
+    torch.manual_seed(cfg.seed)
+    arch = resolve_arch(cfg.arch)
+    model = build_model(arch)
+    if cfg.init:
+        init_model, _ = load_model(cfg.init, config=arch)
+        model.load_state_dict(init_model.state_dict())
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adamax(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    ddp_model: torch.nn.Module = model
+    if d.world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    dataset = _make_datasets(cfg.data, cfg.crop, cfg.seed, "train")
+    if dataset is None:
+        raise UsageError("give at least one --data")
+    teacher_only = _make_datasets(cfg.teacher_only_data, cfg.crop, cfg.seed + 1, "train")
+    sampler = EpochSampler(len(dataset), cfg.seed, d)
+    sampler_t = EpochSampler(len(teacher_only), cfg.seed + 1, d) if teacher_only is not None else None
+    teacher = Teacher(cfg.teacher, device) if cfg.teacher else None
+    loss_fn = get_loss(cfg.loss)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)
+    val_samples = _validation_samples(cfg) if d.main else []
+
+    step, best, plateau_decays, since_best, elapsed_before = 0, -math.inf, 0, 0, 0.0
+    if resume:
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sampler.load(st["sampler"])
+        if sampler_t is not None and st.get("sampler_t"):
+            sampler_t.load(st["sampler_t"])
+        step, best = int(st["step"]), float(st["best"])
+        plateau_decays, since_best = int(st["plateau_decays"]), int(st["since_best"])
+        elapsed_before = float(st["elapsed"])
+        torch.set_rng_state(st["rng"])
+    elif d.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps({"train": cfg.to_dict(), "model_config": arch.to_dict(),
+                                                     "parameters": count_parameters(model)}, indent=2))
+
+    steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * d.world))
+    max_steps = cfg.max_steps
+    if cfg.epochs is not None:
+        by_epochs = cfg.epochs * steps_per_epoch
+        max_steps = by_epochs if max_steps is None else min(max_steps, by_epochs)
+    t_start = time.monotonic()
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - t_start
+
+    def save_state() -> None:
+        if not d.main:
+            return
+        tmp = state_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.state(),
+                    "sampler_t": sampler_t.state() if sampler_t else None, "step": step, "best": best,
+                    "plateau_decays": plateau_decays, "since_best": since_best, "elapsed": elapsed(),
+                    "rng": torch.get_rng_state()}, tmp)
+        os.replace(tmp, state_path)
+        _atomic_save_weights(model, run / "last.pth", step)
+
+    def log_row(row: dict[str, Any]) -> None:
+        if d.main:
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if progress:
+                progress(row)
+
+    interrupted = False
+
+    def on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _in_main_thread() else None
+    window_loss, window_n, window_t = 0.0, 0, time.monotonic()
+    try:
+        while (max_steps is None or step < max_steps) and (cfg.time_budget is None or elapsed() < cfg.time_budget):
+            lr = _schedule_lr(cfg, step, plateau_decays)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = _fetch(dataset, sampler.take(cfg.batch_size))
+            frames, target = batch["frames"].to(device), batch["target"].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
+                want_maps = cfg.flow_distill > 0
+                out = ddp_model(*frames.unbind(1), return_maps=want_maps)
+                pred, maps = out if want_maps else (out, None)
+            pred = pred.float()
+            if teacher is not None:
+                t_out = teacher(frames)
+                loss = cfg.alpha * loss_fn(pred, target) + loss_fn(pred, t_out["frame"].float())
+                if want_maps and "flow_t0" in t_out:
+                    loss = loss + cfg.flow_distill * flow_distillation_loss([m.float() for m in maps], t_out,
+                                                                            arch.dilation)
+            else:
+                loss = loss_fn(pred, target)
+            if teacher_only is not None and sampler_t is not None:
+                tb = _fetch(teacher_only, sampler_t.take(cfg.batch_size))
+                tf = tb["frames"].to(device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
+                    tp = ddp_model(*tf.unbind(1)).float()
+                loss = loss + loss_fn(tp, teacher(tf)["frame"].float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            window_loss += float(loss.detach())
+            window_n += 1
+            if step % cfg.log_every == 0 or step == max_steps:
+                now = time.monotonic()
+                log_row({"step": step, "loss": window_loss / window_n, "lr": lr, "elapsed": round(elapsed(), 1),
+                         "samples_per_s": window_n * cfg.batch_size * d.world / max(1e-9, now - window_t),
+                         "epoch": sampler.epoch})
+                window_loss, window_n, window_t = 0.0, 0, now
+            if val_samples and (step % cfg.val_every == 0):
+                v = validate(model, val_samples, device)
+                improved = v["val_psnr"] > best + 0.01
+                if improved:
+                    best, since_best = v["val_psnr"], 0
+                    _atomic_save_weights(model, run / "best.pth", step)
+                else:
+                    since_best += 1
+                    if cfg.schedule == "plateau" and since_best >= cfg.patience:
+                        plateau_decays, since_best = plateau_decays + 1, 0
+                log_row({"step": step, **v, "best_psnr": best, "elapsed": round(elapsed(), 1)})
+            if step % cfg.ckpt_every == 0:
+                save_state()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+    save_state()
+    if d.world > 1:
+        dist.barrier()
+    summary = {"step": step, "interrupted": interrupted, "best_val_psnr": best if best > -math.inf else None,
+               "elapsed": round(elapsed(), 1), "run_dir": str(run)}
+    if interrupted:
+        raise TrainingInterrupted(summary)
+    return summary
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised after Ctrl-C / SIGTERM once the resumable state has been saved."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__("training interrupted; state saved")
+        self.summary = summary
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _atomic_save_weights(model: STMFNet, path: Path, step: int) -> None:
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    save_weights(model, tmp, epoch=step)
+    os.replace(tmp, path)
+
