@@ -111,3 +111,24 @@ def test_gridnet_skipping_dead_row0_blocks_changes_nothing():
 
     with torch.no_grad():
         torch.testing.assert_close(net(rows), full_schedule(rows))
+
+
+def test_training_step_with_channels_last_frames_does_not_crash(tmp_path):
+    # Regression: frames built from HWC numpy arrays have channels-last strides, and PyTorch 2.13's
+    # oneDNN backward of a 1x1 stride-2 conv on 6 channels corrupted the heap for such inputs (abort).
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from vfi_mini.models import STMFNetConfig, build_model\n"
+        "cfg = STMFNetConfig(feat_channels=(32, 32, 32, 32), kernel_hidden=4, grid_channels=(4, 4, 4),\n"
+        "                    tenet_channels=(4, 4, 4, 4), tenet_decoder=(4, 4, 4, 4, 4), tenet_fuse=2, flow=False)\n"
+        "m = build_model(cfg).train()\n"
+        "x = torch.rand(2, 4, 128, 128, 3).permute(0, 1, 4, 2, 3)\n"
+        "for _ in range(2):\n"
+        "    m(*x.unbind(1)).square().sum().backward()\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-500:]

@@ -124,7 +124,7 @@ class Interpolator:
             else:
                 with torch.autocast(self.device.type, dtype=self.dtype):
                     out = self.model(*frames)
-        return out[..., :h, :w].float().clamp_(0.0, 1.0)
+            return out[..., :h, :w].float().clamp(0.0, 1.0)
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
         """Like `interpolate`, but the result is always on the CPU."""

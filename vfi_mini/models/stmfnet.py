@@ -79,7 +79,9 @@ class STMFNet(nn.Module):
         m = self.config.size_multiple
         if h % m or w % m:
             raise ValueError(f"frame size {w}x{h} is not a multiple of {m}; pad the frames first")
-        feat = self.feature_extractor(torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1))
+        # The feature extractor's input must be in NCHW layout: PyTorch 2.13's oneDNN backward of its first
+        # 1x1 stride-2 projection (6 input channels) corrupts the heap for channels-last inputs.
+        feat = self.feature_extractor(torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous())
         maps = self.get_kernel(feat)  # 18 maps, see KernelEstimation
 
         # Candidates per scale; for each frame the maps are (Weight, Alpha, Beta).

@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
 from ..errors import InputError, UsageError
+from ..interpolator import PAD_MULTIPLE, check_precision, pad_to_multiple, resolve_device
 from ..metrics import psnr, ssim_matlab
 from ..models import PRESETS, STMFNet, STMFNetConfig, build_model, count_parameters
 from ..weights import load_model, save_weights
@@ -221,23 +222,21 @@ class Teacher:
 
 
 def _load_teacher(path: str) -> tuple[str, torch.nn.Module]:
+    """Pick the teacher kind from the file's keys: a RIFE IFNet or an ST-MFNet-family checkpoint."""
+    from ..teachers.rife import RifeTeacher, is_rife_state_dict, load_rife
+
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"teacher file {path} not found")
-    try:
-        model, _ = load_model(p)
-        return "stmfnet", model
-    except Exception as exc:  # noqa: BLE001 - try the other teacher kind before giving up
-        first_error = exc
-    try:
-        from ..teachers.rife import RifeTeacher, load_rife
-
-        return "rife", RifeTeacher(load_rife(p))
-    except ImportError:
-        raise first_error from None
-    except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"teacher {path} is neither an ST-MFNet-family checkpoint ({first_error}) "
-                         f"nor a RIFE v4 IFNet ({exc})") from exc
+    if p.suffix != ".safetensors":
+        try:
+            raw = torch.load(str(p), map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - load_model below reports unreadable files properly
+            raw = None
+        if isinstance(raw, dict) and is_rife_state_dict(raw):
+            return "rife", RifeTeacher(load_rife(p))
+    model, _ = load_model(p)
+    return "stmfnet", model
 
 
 def effective_displacement(weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
@@ -283,7 +282,9 @@ def validate(model: STMFNet, samples: list[dict[str, torch.Tensor]], device: tor
         for s in samples:
             frames = s["frames"].unsqueeze(0).to(device)
             gt = s["target"].unsqueeze(0).to(device)
-            out = model(*frames.unbind(1)).clamp(0, 1)
+            h, w = gt.shape[-2:]
+            padded = pad_to_multiple(frames.flatten(0, 1), PAD_MULTIPLE).unflatten(0, (1, 4))
+            out = model(*padded.unbind(1))[..., :h, :w].clamp(0, 1)
             ps.append(float(psnr(out, gt)))
             ss.append(float(ssim_matlab(out, gt)))
             pb.append(float(psnr((frames[:, 1] + frames[:, 2]) / 2, gt)))
@@ -321,8 +322,6 @@ def _schedule_lr(cfg: TrainConfig, step: int, plateau_decays: int) -> float:
 def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = None,
           resume: bool = False) -> dict[str, Any]:
     """Run (or resume) training as configured; returns a summary. See the module docstring."""
-    from ..interpolator import check_precision, resolve_device
-
     device = resolve_device(cfg.device)
     amp_dtype = check_precision(cfg.precision, device)
     if cfg.threads:
@@ -427,7 +426,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
             for g in opt.param_groups:
                 g["lr"] = lr
             batch = _fetch(dataset, sampler.take(cfg.batch_size))
-            frames, target = batch["frames"].to(device), batch["target"].to(device)
+            frames = batch["frames"].to(device).contiguous()
+            target = batch["target"].to(device).contiguous()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
                 want_maps = cfg.flow_distill > 0
                 out = ddp_model(*frames.unbind(1), return_maps=want_maps)
@@ -470,6 +470,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
                     if cfg.schedule == "plateau" and since_best >= cfg.patience:
                         plateau_decays, since_best = plateau_decays + 1, 0
                 log_row({"step": step, **v, "best_psnr": best, "elapsed": round(elapsed(), 1)})
+                window_t = time.monotonic()  # keep validation time out of the training throughput
             if step % cfg.ckpt_every == 0:
                 save_state()
     except KeyboardInterrupt:
