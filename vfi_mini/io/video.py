@@ -1,0 +1,954 @@
+"""Decode a video stream to RGB, encode RGB back, and copy every other stream, with PyAV.
+
+Conventions:
+
+- Decoded frames are (H, W, 3) `uint16` RGB in full range (0..65535), converted with the stream's own
+  YUV matrix (BT.601/709/2020, ...) and range (limited/full). An untagged matrix is guessed the way
+  players do (BT.709 above 1024x576, BT.601 below); an untagged range is limited (full for ``yuvj*``).
+  16 bits per channel keep 10- and 12-bit sources intact.
+- Encoding converts RGB back with the same matrix and range and writes the same colour tags (matrix,
+  range, primaries, transfer) on the output stream. Every output frame, original or interpolated, takes
+  the same RGB -> YUV path, so originals and new frames cannot differ in brightness or hue.
+- One set of swscale flags (bicubic, accurate rounding, full chroma in and out) is used both ways: with
+  it, YUV -> RGB -> YUV round-trips luma exactly and chroma to within about 0.1 code values, also for odd
+  frame sizes (plain bilinear drifts by 1-2 codes per generation).
+- Timestamps and durations are `fractions.Fraction` seconds taken from the input's own PTS; a frame rate
+  is a `Fraction` (30000/1001). The output video stream's time base is half the input's (exact
+  midpoints), except for encoders limited to 16-bit time bases (MPEG-4 Part 2, ...), which get
+  1/rate.
+- Other streams are read from a second demuxer over the same file and interleaved with the encoded
+  video by decode timestamp as the video is written, so nothing is buffered beyond the muxer's own
+  interleaving queue. Audio is copied packet for packet when the output container accepts the codec,
+  otherwise re-encoded (AAC, or the container's default audio codec) with a warning naming the stream.
+  Subtitles and attachments are copied where the container accepts them, else dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
+
+from ..errors import InputError, ProcessingError, UsageError
+
+log = logging.getLogger(__name__)
+
+RGB16 = "rgb48le"
+SWS_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+             | Interpolation.FULL_CHR_H_INP)
+
+# FFmpeg AVColorSpace values -> the swscale matrix that implements them.
+_MATRIX = {
+    1: Colorspace.ITU709,
+    4: Colorspace.FCC,
+    5: Colorspace.ITU601,  # BT.470BG
+    6: Colorspace.ITU601,  # SMPTE 170M
+    7: Colorspace.SMPTE240M,
+    9: Colorspace.BT2020,  # BT.2020 non-constant luminance
+    10: Colorspace.BT2020,  # constant luminance: closest swscale has
+}
+_MATRIX_NAMES = {Colorspace.ITU709: "bt709", Colorspace.ITU601: "bt601", Colorspace.FCC: "fcc",
+                 Colorspace.SMPTE240M: "smpte240m", Colorspace.BT2020: "bt2020"}
+_SPC_RGB, _SPC_UNSPECIFIED = 0, 2
+_RANGE_UNSPECIFIED, _RANGE_LIMITED, _RANGE_FULL = 0, 1, 2
+
+DEFAULT_CODEC = "libx264"
+DEFAULT_CRF = 18
+DEFAULT_PRESET = "medium"
+# Encoders whose time base must fit in 16 bits (or a fixed rate list): they get 1/rate, not 1/(2*tb).
+_COARSE_TIME_BASE = {"mpeg4", "h263", "h263p", "mpeg1video", "mpeg2video", "msmpeg4", "msmpeg4v2",
+                     "msmpeg4v3", "wmv1", "wmv2", "flv"}
+# Encoders that take `preset` names like libx264's (others name presets differently or use numbers).
+_X26X_PRESETS = {"libx264", "libx264rgb", "libx265"}
+# Encoder options that choose a rate control of their own.
+_RATE_CONTROL = {"crf", "qp", "b", "q", "cq", "global_quality", "qscale"}
+# Tags that describe the old file, not the new one.
+_STALE_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration",
+               "number_of_frames", "number_of_bytes", "bps", "statistics_writing_app",
+               "statistics_writing_date_utc", "statistics_tags"}
+
+_IDENTITY_MATRIX = (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+
+
+def _ffmpeg_message(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _fraction(value: Any) -> Fraction | None:
+    if value is None:
+        return None
+    f = Fraction(value)
+    return f if f > 0 else None
+
+
+def snap_rate(rate: Fraction) -> Fraction:
+    """Snap a rate that is an approximation of an integer or NTSC-style (n*1000/1001) rate to it.
+
+    Matroska stores frame durations in nanoseconds and FFmpeg reads them back as a ratio with a
+    numerator below 30000, so 60000/1001 comes back as 19001/317; this recovers 60000/1001.
+    """
+    if rate.denominator in (1, 1001):
+        return rate
+    for candidate in (Fraction(round(rate)), Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)):
+        if candidate > 0 and abs(candidate - rate) / rate < Fraction(1, 50000):
+            return candidate
+    return rate
+
+
+def _tag_duration(tags: Mapping[str, str]) -> Fraction | None:
+    """Matroska's per-stream ``DURATION`` tag ("00:01:02.480000000") in seconds."""
+    value = next((v for k, v in tags.items() if k.lower() == "duration"), None)
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2})(?:\.(\d+))?", value.strip()) if value else None
+    if not match:
+        return None
+    h, m, sec, frac = match.groups()
+    whole = Fraction(int(h) * 3600 + int(m) * 60 + int(sec))
+    return whole + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+
+
+@dataclass(frozen=True)
+class Colour:
+    """Colour properties of a video stream.
+
+    Attributes:
+        colorspace, color_range, color_primaries, color_trc: the tags as stored (FFmpeg enum values;
+            2 / 0 / 2 / 2 mean unspecified). They are written back unchanged.
+        matrix: the swscale matrix used to convert (`Colorspace`), guessed when untagged; None for RGB.
+        full_range: whether YUV samples use the full range.
+    """
+
+    colorspace: int
+    color_range: int
+    color_primaries: int
+    color_trc: int
+    matrix: int | None
+    full_range: bool
+
+    @property
+    def description(self) -> str:
+        if self.matrix is None:
+            return "rgb"
+        name = _MATRIX_NAMES.get(Colorspace(self.matrix), str(self.matrix))
+        guessed = "" if self.colorspace in _MATRIX else " (untagged, guessed)"
+        return f"{name}{guessed} {'full' if self.full_range else 'limited'} range"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe_video` learns about an input file (its first decodable video stream).
+
+    Attributes:
+        path: the file.
+        container: demuxer name (``"mov,mp4,m4a,3gp,3g2,mj2"``, ``"matroska,webm"``, ...).
+        stream_index: index of the video stream in the container.
+        codec: decoder name.
+        width, height: frame size in pixels.
+        pix_fmt: decoded pixel format (``"yuv420p"``, ``"yuv420p10le"``, ...).
+        bit_depth: bits per sample of the pixel format.
+        rate: nominal frame rate (Fraction); for variable-frame-rate files an average.
+        time_base: the stream's time base (Fraction seconds per tick).
+        frames: frame count stored in the container, or estimated from duration x rate; None if unknown.
+        frames_exact: whether `frames` is the container's count rather than an estimate.
+        duration: stream (or container) duration in seconds, None if unknown.
+        colour: colour tags and the conversion they imply.
+        display_matrix: the 3x3 display matrix (rotation/flip) as 9 ints, None when identity/absent.
+        audio_streams, subtitle_streams: how many of each the container holds.
+    """
+
+    path: Path
+    container: str
+    stream_index: int
+    codec: str
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    rate: Fraction
+    time_base: Fraction
+    frames: int | None
+    frames_exact: bool
+    duration: Fraction | None
+    colour: Colour
+    display_matrix: tuple[int, ...] | None
+    audio_streams: int
+    subtitle_streams: int
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded video frame.
+
+    Attributes:
+        rgb: (H, W, 3) uint16 RGB, full range.
+        time: presentation time in seconds (the input's own PTS).
+        duration: how long the frame is shown, in seconds, when the container says; else None.
+        index: position in decode (= presentation) order, from 0.
+    """
+
+    rgb: np.ndarray
+    time: Fraction
+    duration: Fraction | None
+    index: int
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How to encode the output video stream.
+
+    Attributes:
+        codec: FFmpeg encoder name.
+        crf: constant-rate-factor quality; None: 18 where the encoder has a CRF mode.
+        preset: speed/size preset; None: ``medium`` for libx264/libx265, the encoder's default otherwise.
+        pix_fmt: output pixel format; None: the input's if the encoder supports it, else the closest one
+            of the same bit depth (``yuv420p`` for 8-bit).
+        options: further encoder options (``{"tune": "film", "x264-params": "..."}``).
+    """
+
+    codec: str = DEFAULT_CODEC
+    crf: float | None = None
+    preset: str | None = None
+    pix_fmt: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise InputError(f"input file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a directory, not a video file: {path}")
+    try:
+        return av.open(str(path), mode="r")
+    except av.FFmpegError as exc:
+        raise InputError(f"cannot read {path}: not a media file or damaged "
+                         f"({_ffmpeg_message(exc)})") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _pick_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    streams = [s for s in container.streams.video
+               if not s.disposition & av.stream.Disposition.attached_pic]
+    if not streams:
+        what = " (it only holds audio)" if container.streams.audio else ""
+        raise InputError(f"{path} has no video stream{what}")
+    return streams[0]
+
+
+def _colour(stream: av.video.stream.VideoStream, frame: av.VideoFrame) -> Colour:
+    ctx = stream.codec_context
+
+    def tag(name: str, unspecified: int) -> int:
+        for obj in (frame, ctx):
+            value = int(getattr(obj, name, unspecified) or unspecified)
+            if value != unspecified:
+                return value
+        return unspecified
+
+    colorspace = tag("colorspace", _SPC_UNSPECIFIED)
+    color_range = tag("color_range", _RANGE_UNSPECIFIED)
+    primaries = tag("color_primaries", 2)
+    trc = tag("color_trc", 2)
+    fmt = frame.format
+    if fmt.is_rgb:
+        return Colour(colorspace, color_range, primaries, trc, matrix=None, full_range=True)
+    if colorspace in _MATRIX:
+        matrix = int(_MATRIX[colorspace])
+    else:  # what players assume for untagged video
+        hd = frame.width > 1024 or frame.height > 576
+        matrix = int(Colorspace.ITU709 if hd else Colorspace.ITU601)
+    full = color_range == _RANGE_FULL or (color_range == _RANGE_UNSPECIFIED and fmt.name.startswith("yuvj"))
+    return Colour(colorspace, color_range, primaries, trc, matrix=matrix, full_range=full)
+
+
+def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    for sd in frame.side_data:
+        if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            raw = bytes(sd)
+            if len(raw) >= 36:
+                matrix = struct.unpack("=9i", raw[:36])
+                return None if matrix == _IDENTITY_MATRIX else matrix
+    return None
+
+
+def _bit_depth(fmt: av.video.format.VideoFormat) -> int:
+    return max((c.bits for c in fmt.components), default=8)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Open a video file, decode its first frame, and describe its video stream.
+
+    Args:
+        path: the input file.
+
+    Returns:
+        A `VideoInfo`.
+
+    Raises:
+        InputError: missing or unreadable file, no video stream, or no decodable frame.
+    """
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        stream = _pick_video_stream(container, path)
+        stream.codec_context.thread_type = "AUTO"
+        first = next(_decode(container, stream, path), None)
+        if first is None:
+            raise InputError(f"{path} has a video stream but no decodable frames")
+        tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+        guessed, average = _fraction(stream.guessed_rate), _fraction(stream.average_rate)
+        if guessed and average and abs(guessed - average) / average > Fraction(1, 100):
+            rate: Fraction | None = average  # variable frame rate: the average describes it best
+        else:
+            rate = guessed or average or _fraction(stream.base_rate)
+        if rate is not None:
+            rate = snap_rate(rate)
+        if rate is None:
+            rate = Fraction(25)
+            log.warning("%s does not state a frame rate; assuming 25 fps for the rate tag (timestamps "
+                        "are kept as they are)", path)
+        if stream.duration:
+            duration: Fraction | None = stream.duration * tb
+        elif _tag_duration(stream.metadata) is not None:
+            duration = _tag_duration(stream.metadata)
+        elif container.duration:
+            duration = Fraction(container.duration, av.time_base)
+        else:
+            duration = None
+        frames: int | None = stream.frames or None
+        exact = frames is not None
+        if frames is None and duration is not None:
+            frames = max(1, round(duration * rate))
+        fmt = first.format
+        return VideoInfo(
+            path=path,
+            container=container.format.name,
+            stream_index=stream.index,
+            codec=stream.codec_context.name,
+            width=first.width,
+            height=first.height,
+            pix_fmt=fmt.name,
+            bit_depth=_bit_depth(fmt),
+            rate=rate,
+            time_base=tb,
+            frames=frames,
+            frames_exact=exact,
+            duration=duration,
+            colour=_colour(stream, first),
+            display_matrix=_display_matrix(first),
+            audio_streams=len(container.streams.audio),
+            subtitle_streams=len(container.streams.subtitles),
+        )
+    finally:
+        container.close()
+
+
+def _decode(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+            path: Path) -> Iterator[av.VideoFrame]:
+    """Frames in presentation order. A packet the decoder rejects is skipped with a warning (as ffmpeg
+    does); a file that cannot be read any further ends the stream with a warning."""
+    skipped = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                skipped += 1
+                if skipped == 1:
+                    log.warning("%s: skipping an undecodable video packet (%s)", path, _ffmpeg_message(exc))
+                continue
+            yield from frames
+    except av.FFmpegError as exc:
+        log.warning("%s: stopped reading at a damaged part (%s); the rest of the video is lost",
+                    path, _ffmpeg_message(exc))
+    if skipped > 1:
+        log.warning("%s: skipped %d undecodable video packets in all", path, skipped)
+
+
+def _plain_copy(frame: av.VideoFrame) -> av.VideoFrame:
+    """The same pixels in a new frame without the decoder's properties.
+
+    Decoders tag subsampled chroma with its siting (H.264 and MPEG-2: "left"), which swscale honours,
+    while frames built from RGB for encoding carry none (swscale then uses "center"). Converting both
+    ways with the same (default) siting makes YUV -> RGB -> YUV return the input's chroma samples, and
+    the output keeps the input's siting convention; otherwise chroma would move half a pixel per pass.
+    """
+    out = av.VideoFrame(frame.width, frame.height, frame.format.name)
+    for src, dst in zip(frame.planes, out.planes, strict=True):
+        n = min(src.line_size, dst.line_size)
+        a = np.frombuffer(src, np.uint8).reshape(src.height, src.line_size)
+        b = np.frombuffer(dst, np.uint8).reshape(dst.height, dst.line_size)
+        b[:, :n] = a[:, :n]
+    return out
+
+
+class _ToRgb:
+    """Decoded frame -> (H, W, 3) uint16 RGB with the stream's matrix and range."""
+
+    def __init__(self, info: VideoInfo) -> None:
+        self._reformatter = VideoReformatter()
+        self._size = (info.width, info.height)
+        c = info.colour
+        self._yuv_args: dict[str, Any] = {}
+        if c.matrix is not None:
+            self._yuv_args = dict(src_colorspace=c.matrix, dst_colorspace=c.matrix,
+                                  src_color_range=ColorRange.JPEG if c.full_range else ColorRange.MPEG,
+                                  dst_color_range=ColorRange.JPEG)
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        args = self._yuv_args if not frame.format.is_rgb else {}
+        if args and frame.format.chroma_width(frame.width) * frame.format.chroma_height(frame.height) != (
+                frame.width * frame.height):
+            frame = _plain_copy(frame)
+        rgb = self._reformatter.reformat(frame, width=self._size[0], height=self._size[1], format=RGB16,
+                                         interpolation=SWS_FLAGS, **args)
+        return rgb.to_ndarray()
+
+
+def decode_frames(path: str | Path, info: VideoInfo | None = None) -> Iterator[DecodedFrame]:
+    """Decode the video stream of `path` to RGB frames, in presentation order.
+
+    Times come from each frame's PTS. A frame without a PTS, or whose PTS does not increase, is placed
+    one nominal frame interval after the previous one (with a warning). Frames whose size changes
+    mid-stream are scaled to the first frame's size.
+
+    Args:
+        path: the input file.
+        info: the result of `probe_video(path)` (probed again when None).
+
+    Yields:
+        `DecodedFrame` objects.
+
+    Raises:
+        InputError: the file cannot be opened.
+    """
+    path = Path(path)
+    info = info or probe_video(path)
+    to_rgb = _ToRgb(info)
+    container = _open_input(path)
+    try:
+        stream = container.streams[info.stream_index]
+        stream.codec_context.thread_type = "AUTO"
+        tb = info.time_base
+        step = 1 / info.rate
+        prev: Fraction | None = None
+        fixed = 0
+        for index, frame in enumerate(_decode(container, stream, path)):
+            ts = frame.pts if frame.pts is not None else frame.dts
+            time = ts * tb if ts is not None else None
+            if time is None or (prev is not None and time <= prev):
+                time = (prev + step) if prev is not None else Fraction(0)
+                fixed += 1
+                if fixed == 1:
+                    log.warning("%s: frame %d has a missing or non-increasing timestamp; placing it one "
+                                "frame interval after the previous frame", path, index)
+            prev = time
+            duration = frame.duration * tb if frame.duration else None
+            yield DecodedFrame(rgb=to_rgb(frame), time=time, duration=duration, index=index)
+    finally:
+        container.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def check_output_format(path: str | Path) -> str:
+    """Name of the muxer FFmpeg picks for `path` from its extension. Creates no file.
+
+    Raises:
+        UsageError: the extension names no known container format.
+    """
+    try:
+        container = av.open(str(path), mode="w")
+    except ValueError as exc:
+        raise UsageError(f"cannot tell the container format from the name {Path(path).name!r}; "
+                         "use an extension such as .mp4, .mkv or .mov") from exc
+    try:
+        return container.format.name
+    finally:
+        container.close()
+
+
+def _codec_formats(codec: str) -> list[str]:
+    try:
+        formats = av.Codec(codec, "w").video_formats
+    except (ValueError, av.FFmpegError) as exc:  # UnknownCodecError is a ValueError
+        raise UsageError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9 or ffv1)"
+                         ) from exc
+    return [f.name for f in formats] if formats else []
+
+
+def choose_pix_fmt(source: VideoInfo, codec: str, requested: str | None = None) -> str:
+    """The output pixel format: `requested`, else the input's, else the encoder's closest match.
+
+    ``yuvj*`` inputs map to the matching ``yuv*`` format (the full range travels as a tag). Odd frame
+    sizes cannot use chroma-subsampled formats and move to the 4:4:4 format of the same depth.
+
+    Raises:
+        UsageError: `requested` is not a format the encoder supports.
+    """
+    supported = _codec_formats(codec)
+    if requested:
+        try:
+            av.video.format.VideoFormat(requested)
+        except (ValueError, av.FFmpegError) as exc:
+            raise UsageError(f"unknown pixel format {requested!r}") from exc
+        if supported and requested not in supported:
+            raise UsageError(f"{codec} cannot encode {requested}; it supports {', '.join(supported)}")
+        return requested
+    want = source.pix_fmt
+    if want.startswith("yuvj"):
+        want = "yuv" + want[4:]
+    if source.width % 2 or source.height % 2:
+        sub = want.replace("yuv420p", "yuv444p").replace("yuv422p", "yuv444p").replace("nv12", "yuv444p")
+        if sub != want:
+            log.warning("%dx%d has an odd side, which %s cannot store; encoding %s instead",
+                        source.width, source.height, want, sub)
+            want = sub
+    if not supported or want in supported:
+        return want
+    depth = source.bit_depth
+    choices = ["yuv420p"] if depth <= 8 else [f"yuv420p{d}le" for d in (10, 12) if d >= depth] + [
+        "yuv420p10le", "yuv420p12le", "yuv420p"]
+    if source.width % 2 or source.height % 2:
+        choices = [c.replace("yuv420p", "yuv444p") for c in choices] + choices
+    for candidate in choices:
+        if candidate in supported:
+            log.warning("%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt,
+                        candidate)
+            return candidate
+    log.warning("%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt, supported[0])
+    return supported[0]
+
+
+def _container_accepts(format_name: str, template: av.stream.Stream) -> bool:
+    """Whether `format_name` can hold a packet copy of `template` (tried on a header in memory)."""
+    buffer = io.BytesIO()
+    try:
+        container = av.open(buffer, mode="w", format=format_name)
+    except (ValueError, av.FFmpegError):
+        return False
+    try:
+        container.add_stream_from_template(template, opaque=True)
+        container.start_encoding()
+        return True
+    except (ValueError, av.FFmpegError, NotImplementedError):
+        return False
+    finally:
+        try:
+            container.close()
+        except (ValueError, av.FFmpegError):
+            pass
+
+
+def _clean_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items()
+            if k.lower() not in _STALE_TAGS and not k.lower().startswith("_statistics")}
+
+
+def _describe_stream(stream: av.stream.Stream) -> str:
+    if stream.codec_context is not None:
+        name = stream.codec_context.name
+    else:
+        name = stream.metadata.get("filename") or "data"
+    lang = stream.metadata.get("language")
+    return f"{stream.type} stream #{stream.index} ({name}{', ' + lang if lang and lang != 'und' else ''})"
+
+
+class VideoWriter:
+    """Encodes RGB frames into a new file and copies the other streams of the source alongside.
+
+    Use as a context manager: leaving the block normally finishes the file (`close`); leaving it with an
+    exception leaves a partial file for the caller to delete (`abort`).
+
+    Args:
+        path: output file; its extension picks the container.
+        source: `probe_video` of the input (size, colour, rotation, and the file to copy streams from).
+        rate: nominal output frame rate (written as the stream's rate; timestamps are given per frame).
+        encode: encoder settings.
+        audio: copy (or re-encode) the audio streams.
+        subtitles: copy the subtitle streams (and font attachments).
+
+    Raises:
+        UsageError: unknown container, encoder, pixel format or encoder option.
+        InputError: the source cannot be reopened.
+    """
+
+    def __init__(self, path: str | Path, source: VideoInfo, rate: Fraction,
+                 encode: EncodeOptions | None = None, *, audio: bool = True,
+                 subtitles: bool = True) -> None:
+        self.path = Path(path)
+        self.source = source
+        self.rate = Fraction(rate)
+        self.encode_options = encode or EncodeOptions()
+        self.frames_written = 0
+        self.audio_copied: list[int] = []
+        self.audio_reencoded: list[int] = []
+        self.subtitles_copied: list[int] = []
+        self._src: av.container.InputContainer | None = None
+        self._plan: dict[int, tuple[str, av.stream.Stream, Any]] = {}
+        self._pending: tuple[av.Packet, Fraction | None] | None = None
+        self._other: Iterator[tuple[av.Packet, Fraction | None]] | None = None
+        self._last_pts: int | None = None
+        self._durations: dict[int, int] = {}
+        self._video_start: Fraction | None = None
+        self._video_end: Fraction | None = None
+        self._closed = False
+        check_output_format(self.path)
+        self._out = av.open(str(self.path), mode="w")
+        try:
+            self._out.metadata.update(_clean_tags(self._source_metadata()))
+            self._setup_video()
+            if audio or subtitles:
+                self._setup_other_streams(audio, subtitles)
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    # -- set-up ------------------------------------------------------------------------------------
+
+    def _source_metadata(self) -> dict[str, str]:
+        with av.open(str(self.source.path)) as container:
+            self._video_tags = _clean_tags(container.streams[self.source.stream_index].metadata)
+            return dict(container.metadata)
+
+    def _setup_video(self) -> None:
+        opts = self.encode_options
+        src = self.source
+        codec = opts.codec
+        self.pix_fmt = choose_pix_fmt(src, codec, opts.pix_fmt)
+        try:
+            stream = self._out.add_stream(codec, rate=self.rate)
+        except ValueError as exc:
+            where = self.path.suffix or "this"
+            raise UsageError(f"cannot put {codec} video in {where} files ({exc})") from exc
+        ctx = stream.codec_context
+        stream.width, stream.height = src.width, src.height
+        stream.pix_fmt = self.pix_fmt
+        if codec in _COARSE_TIME_BASE:
+            tb = 1 / self.rate
+        else:
+            tb = src.time_base / 2
+            if tb.denominator > 2**31 - 1:
+                tb = src.time_base
+        self.time_base = tb
+        ctx.time_base = tb
+        stream.time_base = tb
+        ctx.framerate = self.rate
+        ctx.thread_type = "AUTO"
+
+        out_fmt = av.video.format.VideoFormat(self.pix_fmt)
+        c = src.colour
+        if out_fmt.is_rgb:
+            matrix = None
+            tags = dict(colorspace=_SPC_RGB, color_range=_RANGE_FULL,
+                        color_primaries=c.color_primaries, color_trc=c.color_trc)
+            full = True
+        else:
+            # An RGB source going to YUV needs a matrix; tag the one used.
+            matrix = c.matrix if c.matrix is not None else int(Colorspace.ITU709)
+            colorspace = c.colorspace if c.matrix is not None else 1
+            full = c.full_range if c.matrix is not None else False
+            color_range = c.color_range if c.matrix is not None else _RANGE_LIMITED
+            if self.pix_fmt.startswith("yuvj"):
+                full, color_range = True, _RANGE_FULL
+            elif full and color_range == _RANGE_UNSPECIFIED:
+                color_range = _RANGE_FULL  # yuvj input written as yuv: keep the range as a tag
+            tags = dict(colorspace=colorspace, color_range=color_range,
+                        color_primaries=c.color_primaries, color_trc=c.color_trc)
+        for name, value in tags.items():
+            setattr(ctx, name, value)
+        self._frame_tags = tags
+        self._to_yuv: dict[str, Any] = {}
+        if matrix is not None:
+            self._to_yuv = dict(src_colorspace=matrix, dst_colorspace=matrix, src_color_range=ColorRange.JPEG,
+                                dst_color_range=ColorRange.JPEG if full else ColorRange.MPEG)
+        self._reformatter = VideoReformatter()
+
+        user = {str(k): str(v) for k, v in opts.options.items()}
+        private = {o.name for o in ctx.supported_options.private}
+        options: dict[str, str] = {}
+        # A rate control of the user's own (-e qp=0, -e b=4M) replaces the default CRF.
+        own_rate_control = bool(_RATE_CONTROL & set(user))
+        if opts.crf is not None or ("crf" in private and not own_rate_control):
+            if "crf" not in private:
+                raise UsageError(f"{codec} has no --crf setting; pass its own rate control with "
+                                 "--encoder-opt (for example b=4M)")
+            crf = DEFAULT_CRF if opts.crf is None else opts.crf
+            options["crf"] = f"{crf:g}"
+            if codec.startswith("libvpx") and "b" not in user:
+                options["b"] = "0"  # constant quality mode
+        if opts.preset is not None:
+            if "preset" not in private:
+                raise UsageError(f"{codec} has no --preset setting")
+            options["preset"] = opts.preset
+        elif codec in _X26X_PRESETS:
+            options["preset"] = DEFAULT_PRESET
+        options.update(user)
+        # Setting ctx.thread_count does not reach libx264 through PyAV; the generic option does (auto).
+        options.setdefault("threads", "0")
+        ctx.options = options
+
+        if src.display_matrix is not None:
+            stream.set_display_matrix(list(src.display_matrix))
+        stream.metadata.update(self._video_tags)
+        try:
+            ctx.open()
+        except (av.FFmpegError, ValueError) as exc:
+            raise UsageError(f"cannot open the {codec} encoder with {self.pix_fmt} {src.width}x{src.height} "
+                             f"and options {options} ({_ffmpeg_message(exc)})") from exc
+        unused = sorted(set(ctx.options) & set(user))
+        if unused:
+            raise UsageError(f"{codec} does not know the encoder option(s) {', '.join(unused)}")
+        self._video = stream
+        log.info("encoding %s %s, colour %s, time base %s", codec, self.pix_fmt, c.description, tb)
+
+    def _setup_other_streams(self, audio: bool, subtitles: bool) -> None:
+        self._src = _open_input(self.source.path)
+        fmt = self._out.format.name
+        selected: list[av.stream.Stream] = []
+        for stream in self._src.streams:
+            if stream.index == self.source.stream_index:
+                continue
+            what = _describe_stream(stream)
+            if stream.type == "audio" and audio:
+                if _container_accepts(fmt, stream):
+                    out = self._out.add_stream_from_template(stream, opaque=True)
+                    self._plan[stream.index] = ("copy", out, None)
+                    self.audio_copied.append(stream.index)
+                else:
+                    out = self._add_reencoded_audio(stream, fmt, what)
+                    if out is None:
+                        continue
+                    self._plan[stream.index] = ("encode", out, stream)
+                    self.audio_reencoded.append(stream.index)
+            elif stream.type in ("subtitle", "attachment") and subtitles:
+                if stream.type == "attachment" and fmt != "matroska":
+                    log.warning("%s (a font or file attached to the subtitles) cannot be stored in %s files; "
+                                "dropped", what, self.path.suffix or fmt)
+                    continue
+                if stream.type == "subtitle" and not _container_accepts(fmt, stream):
+                    log.warning("%s cannot be stored in %s files; dropped", what, self.path.suffix or fmt)
+                    continue
+                try:
+                    out = self._out.add_stream_from_template(stream, opaque=True)
+                except (ValueError, av.FFmpegError):
+                    log.warning("%s cannot be stored in %s files; dropped", what, self.path.suffix or fmt)
+                    continue
+                if stream.type == "attachment":
+                    continue  # its payload travels in the stream header; there are no packets
+                self._plan[stream.index] = ("copy", out, None)
+                self.subtitles_copied.append(stream.index)
+            elif stream.type == "video":
+                log.warning("%s is not the main video; dropped", what)
+                continue
+            elif stream.type == "data":
+                log.info("%s dropped", what)
+                continue
+            else:
+                continue
+            out.metadata.update(_clean_tags(stream.metadata))
+            out.disposition = stream.disposition
+            selected.append(stream)
+        if selected:
+            self._other = self._other_packets(selected)
+        else:
+            self._src.close()
+            self._src = None
+
+    def _add_reencoded_audio(self, stream: av.audio.stream.AudioStream, fmt: str, what: str) -> Any:
+        codec = "aac"
+        probe = av.open(io.BytesIO(), mode="w", format=fmt)
+        try:
+            if "aac" not in probe.supported_codecs:
+                codec = probe.default_audio_codec
+                if codec == "none":
+                    codec = ""
+        finally:
+            probe.close()
+        if not codec:
+            log.warning("%s cannot be stored in %s files and there is no audio codec to re-encode it to; "
+                        "dropped", what, self.path.suffix or fmt)
+            return None
+        rate = stream.codec_context.sample_rate or 48000
+        rates = av.Codec(codec, "w").audio_rates
+        if rates and rate not in rates:  # Opus only takes 8/12/16/24/48 kHz
+            rate = min(rates, key=lambda r: (abs(r - rate), -r))
+        try:
+            out = self._out.add_stream(codec, rate=rate)
+            out.layout = stream.codec_context.layout
+        except (ValueError, av.FFmpegError) as exc:
+            log.warning("%s cannot be stored in %s files and re-encoding it to %s failed (%s); dropped",
+                        what, self.path.suffix or fmt, codec, exc)
+            return None
+        log.warning("%s cannot be copied into %s files; re-encoding it to %s", what, self.path.suffix or fmt,
+                    out.codec_context.name)
+        return out
+
+    # -- other streams -------------------------------------------------------------------------------
+
+    def _other_packets(self, streams: list[av.stream.Stream]) -> Iterator[tuple[av.Packet, Fraction | None]]:
+        assert self._src is not None
+        try:
+            for packet in self._src.demux(*streams):
+                kind, out, template = self._plan[packet.stream.index]
+                if kind == "copy":
+                    if packet.dts is None and packet.size == 0:
+                        continue  # demuxer's end-of-stream marker
+                    ts = packet.dts if packet.dts is not None else packet.pts
+                    time = ts * Fraction(packet.time_base) if ts is not None else None
+                    packet.stream = out
+                    yield packet, time
+                else:
+                    try:
+                        frames = packet.decode()
+                    except av.FFmpegError:
+                        continue
+                    for frame in frames:
+                        for out_packet in out.encode(frame):
+                            yield out_packet, self._packet_time(out_packet)
+        except av.FFmpegError as exc:
+            log.warning("%s: stopped copying audio/subtitles at a damaged part (%s)", self.source.path,
+                        _ffmpeg_message(exc))
+        for kind, out, _ in self._plan.values():
+            if kind == "encode":
+                for out_packet in out.encode(None):
+                    yield out_packet, self._packet_time(out_packet)
+
+    @staticmethod
+    def _packet_time(packet: av.Packet) -> Fraction | None:
+        ts = packet.dts if packet.dts is not None else packet.pts
+        return ts * Fraction(packet.time_base) if ts is not None and packet.time_base else None
+
+    def _copy_until(self, time: Fraction | None) -> None:
+        """Mux the other streams' packets up to `time` (all of them when None)."""
+        if self._other is None:
+            return
+        while True:
+            if self._pending is None:
+                self._pending = next(self._other, None)
+                if self._pending is None:
+                    self._other = None
+                    return
+            packet, ptime = self._pending
+            if time is not None and ptime is not None and ptime > time:
+                return
+            self._pending = None
+            self._mux(packet)
+
+    def _mux(self, packet: av.Packet) -> None:
+        try:
+            self._out.mux(packet)
+        except av.FFmpegError as exc:
+            raise ProcessingError(f"writing {self.path} failed ({_ffmpeg_message(exc)})") from exc
+
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        for packet in packets:
+            # Encoders with frame reordering do not all carry frame durations over to the right packet
+            # (libx264 does not); the muxer takes the last sample's length from it, so set it here.
+            duration = self._durations.pop(packet.pts, None) if packet.pts is not None else None
+            if duration is not None:
+                packet.duration = duration
+            self._copy_until(self._packet_time(packet))
+            self._mux(packet)
+            if packet.pts is not None and packet.time_base:  # now in the muxer's time base
+                tb = Fraction(packet.time_base)
+                start = packet.pts * tb
+                end = (packet.pts + (packet.duration or 0)) * tb
+                self._video_start = start if self._video_start is None else min(self._video_start, start)
+                self._video_end = end if self._video_end is None else max(self._video_end, end)
+
+    @property
+    def video_duration(self) -> Fraction | None:
+        """Duration of the video stream written so far, in seconds, as the muxer stored it."""
+        if self._video_start is None or self._video_end is None:
+            return None
+        return self._video_end - self._video_start
+
+    # -- frames --------------------------------------------------------------------------------------
+
+    def write(self, rgb: np.ndarray, time: Fraction, duration: Fraction | None = None) -> None:
+        """Encode one frame.
+
+        Args:
+            rgb: (H, W, 3) uint16 RGB, full range, of the source's size.
+            time: presentation time in seconds; must increase from frame to frame.
+            duration: display duration in seconds (sets the last frame's length in the file).
+        """
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=RGB16)
+        frame = self._reformatter.reformat(frame, format=self.pix_fmt, interpolation=SWS_FLAGS,
+                                           **self._to_yuv)
+        pts = round(Fraction(time) / self.time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = self.time_base
+        if duration is not None:
+            frame.duration = max(1, round(Fraction(duration) / self.time_base))
+            self._durations[pts] = frame.duration
+        for name, value in self._frame_tags.items():
+            setattr(frame, name, value)
+        try:
+            packets = self._video.encode(frame)
+        except av.FFmpegError as exc:
+            raise ProcessingError(f"encoding frame {self.frames_written} failed "
+                                  f"({_ffmpeg_message(exc)})") from exc
+        self._mux_video(packets)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder, copy the rest of the other streams, and finish the file."""
+        if self._closed:
+            return
+        try:
+            packets = self._video.encode(None)
+        except av.FFmpegError as exc:
+            raise ProcessingError(f"finishing the video stream failed ({_ffmpeg_message(exc)})") from exc
+        self._mux_video(packets)
+        self._copy_until(None)
+        self._closed = True
+        try:
+            self._out.close()
+        except av.FFmpegError as exc:
+            raise ProcessingError(f"finishing {self.path} failed ({_ffmpeg_message(exc)})") from exc
+        finally:
+            if self._src is not None:
+                self._src.close()
+
+    def abort(self) -> None:
+        """Stop without finishing the file (the caller deletes it)."""
+        self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        self._closed = True
+        for container in (self._out if hasattr(self, "_out") else None, self._src):
+            if container is None:
+                continue
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - already failing; the partial file is deleted anyway
+                log.debug("closing %s after an error failed", container.name, exc_info=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
