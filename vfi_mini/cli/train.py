@@ -6,13 +6,13 @@ import sys
 
 import click
 
-from ..errors import EXIT_INTERRUPTED
+from ..errors import EXIT_INTERRUPTED, UsageError
 from . import cli
 from ._common import echo_json, handle_errors, setup_logging
 
 
 @cli.command("train")
-@click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
+@click.option("--data", "data", multiple=True, metavar="SPEC",
               help="Training data, repeatable: vimeo:DIR, bvidvc:DIR, clips:DIR, video:FILE, synthetic:DIR, or a path.")
 @click.option("--out", "out", required=True, metavar="RUN_DIR", help="Run directory (checkpoints, metrics).")
 @click.option("--arch", default="stmfnet-mini", show_default=True, help="Preset name or architecture JSON (from prune).")
@@ -54,10 +54,20 @@ def train_cmd(quiet: bool, as_json: bool, resume: bool, time_budget: str | None,
     from ..train import TrainConfig, TrainingInterrupted, parse_duration, train
 
     setup_logging(quiet)
-    opts["data"] = list(opts["data"])
-    opts["teacher_only_data"] = list(opts["teacher_only_data"])
-    opts["val_data"] = list(opts["val_data"])
-    cfg = TrainConfig(time_budget=parse_duration(time_budget) if time_budget else None, **opts)
+    budget = parse_duration(time_budget) if time_budget else None
+    if resume:
+        cfg = _stored_config(opts["out"])
+        # Only the stopping criteria and machine settings may change when resuming.
+        for key, value in (("max_steps", opts["max_steps"]), ("epochs", opts["epochs"]), ("time_budget", budget),
+                           ("threads", opts["threads"])):
+            if value is not None:
+                setattr(cfg, key, value)
+    else:
+        if not opts["data"]:
+            raise UsageError("give at least one --data (or --resume an existing run)")
+        for key in ("data", "teacher_only_data", "val_data"):
+            opts[key] = list(opts[key])
+        cfg = TrainConfig(time_budget=budget, **opts)
     bar = None
     if not quiet and sys.stderr.isatty():
         from tqdm import tqdm
@@ -87,3 +97,15 @@ def train_cmd(quiet: bool, as_json: bool, resume: bool, time_budget: str | None,
     elif not quiet:
         click.echo(f"trained {summary['step']} steps in {summary['elapsed']} s; weights in {cfg.out}/last.pth",
                    err=True)
+
+
+def _stored_config(out: str):  # noqa: ANN202 - TrainConfig
+    import json
+    from pathlib import Path
+
+    from ..train import TrainConfig
+
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise UsageError(f"--resume: {out} holds no config.json")
+    return TrainConfig(**json.loads(path.read_text())["train"])

@@ -66,7 +66,7 @@ class TrainConfig:
     patience: int = 5  # validations without improvement before a plateau decay
     epochs: int | None = None
     max_steps: int | None = None
-    time_budget: float | None = None  # seconds
+    time_budget: float | None = None  # seconds, for this invocation (a resumed run gets a new budget)
     batch_size: int = 4
     crop: int = 256
     seed: int = 0
@@ -353,8 +353,9 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
     opt = torch.optim.Adamax(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     ddp_model: torch.nn.Module = model
     if d.world > 1:
+        # find_unused_parameters: GridNet's dead row-0 blocks (see gridnet.py) never get gradients.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
 
     dataset = _make_datasets(cfg.data, cfg.crop, cfg.seed, "train")
     if dataset is None:
@@ -421,7 +422,9 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
     old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _in_main_thread() else None
     window_loss, window_n, window_t = 0.0, 0, time.monotonic()
     try:
-        while (max_steps is None or step < max_steps) and (cfg.time_budget is None or elapsed() < cfg.time_budget):
+        # The time budget counts this invocation only, so `--resume --time-budget 2h` trains 2 more hours.
+        while (max_steps is None or step < max_steps) and (
+                cfg.time_budget is None or time.monotonic() - t_start < cfg.time_budget):
             lr = _schedule_lr(cfg, step, plateau_decays)
             for g in opt.param_groups:
                 g["lr"] = lr

@@ -1,0 +1,195 @@
+"""Training loop: overfitting, distillation from both teacher kinds, resume equivalence, DDP on Gloo."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import random_state_dict_from_manifest, save_official
+from media import make_video
+from vfi_mini.errors import UsageError
+from vfi_mini.models import STMFNetConfig
+from vfi_mini.train import TrainConfig, TrainingInterrupted, parse_duration, train
+from vfi_mini.train.loop import effective_displacement, flow_distillation_loss
+from vfi_mini.weights import load_model, save_weights
+
+TINY = STMFNetConfig(feat_channels=(32, 32, 32, 32), kernel_hidden=6, grid_channels=(6, 6, 6),
+                     tenet_channels=(4, 4, 4, 4), tenet_decoder=(4, 4, 4, 4, 4), tenet_fuse=2, flow=False)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A real encoded video (PyAV, libx264) of a moving pattern: 9 frames of 64x64."""
+    d = tmp_path_factory.mktemp("clip")
+    return make_video(d / "moving.mp4", frames=9, size=(64, 64), audio=False, lossless=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_arch(tmp_path_factory):
+    p = tmp_path_factory.mktemp("arch") / "tiny.json"
+    p.write_text(json.dumps(TINY.to_dict()))
+    return str(p)
+
+
+def _cfg(tmp_path, clip, **kw):
+    base = dict(data=[f"video:{clip}"], out=str(tmp_path / "run"), crop=64, batch_size=2, seed=3,
+                log_every=1, ckpt_every=1000, val_every=1000, threads=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def test_mini_overfits_a_clip(tmp_path, clip):
+    summary = train(_cfg(tmp_path, clip, arch="stmfnet-mini", max_steps=24, lr=2e-3))
+    losses = _losses(tmp_path / "run")
+    assert summary["step"] == 24 and len(losses) == 24
+    assert sum(losses[-4:]) / 4 < 0.6 * sum(losses[:4]) / 4, losses
+    # The checkpoint is in the official format and loads as the Mini.
+    model, ckpt = load_model(tmp_path / "run" / "last.pth")
+    assert ckpt.config.preset_name() == "stmfnet-mini" and ckpt.epoch == 24
+    raw = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert set(raw) == {"epoch", "state_dict"}
+
+
+def test_distillation_from_an_official_format_stmfnet_teacher(tmp_path, clip):
+    teacher = save_official(tmp_path / "stmfnet.pth", random_state_dict_from_manifest("stmfnet", seed=5))
+    train(_cfg(tmp_path, clip, arch="stmfnet-mini", teacher=str(teacher), max_steps=12, lr=2e-3))
+    losses = _losses(tmp_path / "run")
+    assert sum(losses[-3:]) < 0.7 * sum(losses[:3]), losses
+
+
+def _tiny_rife(path: Path) -> Path:
+    from vfi_mini.teachers.rife import PRESETS, IFNet
+
+    torch.manual_seed(0)
+    torch.save(IFNet(PRESETS["rife-tiny"]).state_dict(), path)
+    return path
+
+
+def test_distillation_from_rife_with_flow_and_teacher_only_data(tmp_path, clip, tiny_arch):
+    rife = _tiny_rife(tmp_path / "flownet.pkl")
+    summary = train(_cfg(tmp_path, clip, arch=tiny_arch, teacher=str(rife), flow_distill=0.01,
+                         teacher_only_data=[f"video:{clip}?consecutive=1"], max_steps=12, lr=3e-3))
+    assert summary["step"] == 12
+    losses = _losses(tmp_path / "run")
+    assert sum(losses[-3:]) < sum(losses[:3]), losses
+
+
+def test_effective_displacement_and_flow_loss():
+    b, k, h, w = 1, 5, 4, 6
+    weight = torch.zeros(b, k * k, h, w)
+    weight[:, 7] = 1.0  # tap (1, 2): row offset 1 - 2 = -1, column offset 2 - 2 = 0
+    alpha = torch.full((b, k * k, h, w), 0.25)
+    beta = torch.full((b, k * k, h, w), -0.5)
+    disp = effective_displacement(weight, alpha, beta, dilation=1)
+    torch.testing.assert_close(disp[:, 0], torch.full((b, h, w), -0.5))  # x
+    torch.testing.assert_close(disp[:, 1], torch.full((b, h, w), -0.75))  # y
+    # A displacement equal to the teacher's flow, scaled per AdaCoF scale, costs nothing.
+    maps, teacher = [], {}
+    flow = torch.randn(b, 2, 8, 12)
+    teacher["flow_t0"] = teacher["flow_t1"] = flow
+    for scale, size in ((0.5, (4, 6)), (1.0, (8, 12)), (2.0, (16, 24))):
+        target = torch.nn.functional.interpolate(flow, size=size, mode="bilinear", align_corners=False) * scale
+        centre = torch.zeros(b, k * k, *size)
+        centre[:, 12] = 1.0  # the centre tap has no built-in displacement
+        for _ in range(2):
+            maps += [centre, target[:, 1:2].expand(b, k * k, *size), target[:, 0:1].expand(b, k * k, *size)]
+    assert float(flow_distillation_loss(maps, teacher, 1)) < 1e-6
+
+
+def test_resume_is_bit_for_bit(tmp_path, clip, tiny_arch):
+    straight = tmp_path / "straight"
+    train(_cfg(tmp_path, clip, arch=tiny_arch, out=str(straight), max_steps=6, ckpt_every=2))
+    split = tmp_path / "split"
+    train(_cfg(tmp_path, clip, arch=tiny_arch, out=str(split), max_steps=3))
+    with pytest.raises(UsageError, match="already holds a run"):
+        train(_cfg(tmp_path, clip, arch=tiny_arch, out=str(split), max_steps=6))
+    train(_cfg(tmp_path, clip, arch=tiny_arch, out=str(split), max_steps=6), resume=True)
+    a = torch.load(straight / "last.pth", weights_only=True)["state_dict"]
+    b = torch.load(split / "last.pth", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert _losses(straight) == _losses(split)
+
+
+def test_time_budget_and_interrupt_save_state(tmp_path, clip, tiny_arch, monkeypatch):
+    import vfi_mini.train.loop as loop
+
+    calls = {"n": 0}
+    real = loop._fetch
+
+    def interrupting_fetch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_fetch", interrupting_fetch)
+    with pytest.raises(TrainingInterrupted) as exc_info:
+        train(_cfg(tmp_path, clip, arch=tiny_arch, max_steps=50))
+    assert exc_info.value.summary["step"] == 2
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["step"] == 2
+    assert parse_duration("1h30m") == 5400 and parse_duration("45m") == 2700 and parse_duration("90") == 90
+    with pytest.raises(UsageError):
+        parse_duration("soon")
+
+
+def test_init_from_weights_and_custom_arch_checkpoint(tmp_path, clip, tiny_arch):
+    init = tmp_path / "init.pth"
+    from vfi_mini.models import build_model
+
+    save_weights(build_model(TINY), init)
+    train(_cfg(tmp_path, clip, arch=tiny_arch, init=str(init), max_steps=2))
+    raw = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert STMFNetConfig.from_dict(raw["model_config"]) == TINY
+
+
+def test_bad_training_requests(tmp_path, clip):
+    from vfi_mini.errors import InputError
+
+    with pytest.raises(InputError):
+        train(_cfg(tmp_path, clip, data=[str(tmp_path / "nowhere")], max_steps=1))
+    with pytest.raises(UsageError, match="--epochs, --max-steps or --time-budget"):
+        train(_cfg(tmp_path, clip))
+    with pytest.raises(UsageError, match="need a --teacher"):
+        train(_cfg(tmp_path, clip, flow_distill=1.0, max_steps=1))
+    with pytest.raises(UsageError, match="multiple of 16"):
+        train(_cfg(tmp_path, clip, crop=40, max_steps=1))
+
+
+def test_cli_train_and_double_with_the_result(tmp_path, clip, tiny_arch):
+    run = tmp_path / "cli-run"
+    cmd = [sys.executable, "-m", "vfi_mini", "train", "--data", f"video:{clip}", "--out", str(run), "--arch",
+           tiny_arch, "--crop", "64", "--batch-size", "2", "--max-steps", "2", "--threads", "2", "--json", "-q"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["step"] == 2
+    out = tmp_path / "doubled.mp4"
+    res = subprocess.run([sys.executable, "-m", "vfi_mini", "double", str(clip), "-o", str(out), "--weights",
+                          str(run / "last.pth"), "-q", "--json"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["output_frames"] == 18
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run(tmp_path, clip, tiny_arch):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vfi_mini",
+           "train", "--data", f"video:{clip}", "--out", str(run), "--arch", tiny_arch, "--crop", "64",
+           "--batch-size", "1", "--max-steps", "3", "--threads", "1", "--device", "cpu", "--log-every", "1", "-q"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 logs alone
+    assert (run / "last.pth").is_file()
