@@ -132,3 +132,27 @@ def test_training_step_with_channels_last_frames_does_not_crash(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-500:]
+
+
+@pytest.mark.parametrize("kind,args", [
+    ("conv", dict(in_channels=5, out_channels=7, kernel_size=3, stride=1, padding=1)),
+    ("conv", dict(in_channels=3, out_channels=4, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))),
+    ("conv", dict(in_channels=6, out_channels=4, kernel_size=1, stride=(1, 2, 2), bias=False)),
+    ("convT", dict(in_channels=6, out_channels=5, kernel_size=(3, 4, 4), stride=(1, 2, 2), padding=(1, 1, 1))),
+])
+def test_temporal_convs_as_2d_match_pytorch_3d(kind, args):
+    from vfi_mini.models.tenet import Conv3d, ConvTranspose3d
+
+    torch.manual_seed(0)
+    fast = (Conv3d if kind == "conv" else ConvTranspose3d)(**args).double()
+    x = torch.randn(2, args["in_channels"], 5, 12, 10, dtype=torch.float64, requires_grad=True)
+    ref_fn = torch.nn.functional.conv3d if kind == "conv" else torch.nn.functional.conv_transpose3d
+    extra = {} if kind == "conv" else {"output_padding": 0}
+    y = fast(x)
+    ref = ref_fn(x, fast.weight, fast.bias, fast.stride, fast.padding, **extra)
+    torch.testing.assert_close(y, ref)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, fast.weight], g)
+    grads_ref = torch.autograd.grad(ref, [x, fast.weight], g)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b)
