@@ -76,6 +76,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store every 4-D parameter (2-D convolution weight) in channels-last layout, in place."""
+    for p in model.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 class Interpolator:
     """Makes middle frames with an ST-MFNet-family model.
 
@@ -97,6 +105,8 @@ class Interpolator:
             torch.set_num_threads(threads)
         self.model = model.to(self.device).eval()
         self.multiple = PAD_MULTIPLE
+        # NHWC is oneDNN's (and cuDNN's) fast layout for 2-D convolutions: same results, less time.
+        to_channels_last(self.model)
 
     @classmethod
     def from_weights(cls, weights: str | Path | None = None, device: str | torch.device = "auto",
@@ -117,7 +127,7 @@ class Interpolator:
             raise InputError(f"frame size {w}x{h} is empty")
         x = window.to(self.device, torch.float32, non_blocking=True)
         x = pad_to_multiple(x.flatten(0, 1), self.multiple).unflatten(0, (window.shape[0], 4))
-        frames = x.unbind(1)
+        frames = [f.contiguous(memory_format=torch.channels_last) for f in x.unbind(1)]
         with torch.inference_mode():
             if self.dtype is torch.float32:
                 out = self.model(*frames)

@@ -37,7 +37,7 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
 from ..errors import InputError, UsageError
-from ..interpolator import PAD_MULTIPLE, check_precision, pad_to_multiple, resolve_device
+from ..interpolator import PAD_MULTIPLE, check_precision, pad_to_multiple, resolve_device, to_channels_last
 from ..metrics import psnr, ssim_matlab
 from ..models import PRESETS, STMFNet, STMFNetConfig, build_model, count_parameters
 from ..weights import load_model, save_weights
@@ -356,9 +356,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
     model.to(device).train()
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
-        for p in model.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=fmt)
+        to_channels_last(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adamax(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     ddp_model: torch.nn.Module = model
