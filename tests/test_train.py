@@ -193,3 +193,16 @@ def test_two_process_gloo_run(tmp_path, clip, tiny_arch):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 logs alone
     assert (run / "last.pth").is_file()
+
+
+def test_teacher_cache_is_reused_across_epochs(tmp_path, clip, tiny_arch):
+    rife = _tiny_rife(tmp_path / "flownet.pkl")
+    cache = tmp_path / "cache"
+    # 3 windows of the 9-frame clip, batch 1: epochs of 3 steps, so 6 steps = 2 epochs.
+    summary = train(_cfg(tmp_path, clip, arch=tiny_arch, teacher=str(rife), teacher_cache=str(cache),
+                         batch_size=1, max_steps=6))
+    assert summary["teacher_cache"] == {"hits": 3, "misses": 3}
+    entries = list(cache.rglob("*.pt"))
+    assert len(entries) == 3
+    entry = torch.load(entries[0], weights_only=True)
+    assert set(entry) == {"frame", "flow_t0", "flow_t1"} and entry["frame"].dtype == torch.float16

@@ -22,7 +22,8 @@ from ._common import echo_json, handle_errors, setup_logging
 @click.option("--teacher-only-data", multiple=True, metavar="SPEC", help="Footage used with teacher targets only.")
 @click.option("--flow-distill", type=float, default=0.0, show_default=True, metavar="WEIGHT",
               help="Pull the AdaCoF displacement towards the teacher's flow (RIFE teacher).")
-@click.option("--teacher-cache", metavar="DIR", help="Store teacher outputs here (reserved).")
+@click.option("--teacher-cache", metavar="DIR",
+              help="Store teacher outputs here and reuse them; each window then keeps the same crop every epoch.")
 @click.option("--loss", default="lap", show_default=True, type=click.Choice(["lap", "charbonnier", "l1"]))
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--schedule", default="step", show_default=True, type=click.Choice(["step", "plateau", "constant"]))

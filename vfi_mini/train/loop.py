@@ -80,7 +80,7 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"
     threads: int | None = None
-    teacher_cache: str | None = None
+    teacher_cache: str | None = None  # directory; keeps each window's augmentation fixed across epochs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,12 +185,11 @@ class EpochSampler:
         self.epoch, self.pos = int(s["epoch"]), int(s["pos"])
 
 
-def _fetch(dataset: Dataset, items: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+def _fetch(dataset: Dataset, items: list[tuple[int, int]], fixed_augment: bool = False) -> dict[str, torch.Tensor]:
+    """Stack the samples (epoch, index); `fixed_augment` gives every epoch the crops of epoch 0."""
     samples = []
     for epoch, idx in items:
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        _set_epoch_recursive(dataset, epoch)
+        _set_epoch_recursive(dataset, 0 if fixed_augment else epoch)
         samples.append(dataset[idx])
     return {k: torch.stack([s[k] for s in samples]) for k in ("frames", "target") if k in samples[0]}
 
@@ -220,6 +219,61 @@ class Teacher:
         if self.kind == "rife":
             return self.model(frames[:, 1], frames[:, 2])
         return {"frame": self.model(*frames.unbind(1)).clamp(0, 1)}
+
+
+class TeacherCache:
+    """Content-addressed store of teacher outputs: one file per sample, keyed by a hash of the teacher file
+    and the sample's 8-bit input frames. Values are float16 tensors read back with ``weights_only=True``.
+
+    Samples repeat only when their crop and flips repeat, so `train` keeps each window's augmentation the
+    same in every epoch when a cache is used (the order of the windows still changes).
+    """
+
+    def __init__(self, directory: str | Path, teacher_path: str) -> None:
+        import hashlib
+
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        h = hashlib.sha1()
+        with open(teacher_path, "rb") as f:
+            h.update(f.read(1 << 20))
+        h.update(str(Path(teacher_path).stat().st_size).encode())
+        self.teacher_id = h.hexdigest()[:16]
+        self.hits = self.misses = 0
+
+    def _key(self, frames: torch.Tensor) -> Path:
+        import hashlib
+
+        q = torch.round(frames.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().contiguous()
+        digest = hashlib.sha1(self.teacher_id.encode() + str(tuple(q.shape)).encode() + q.numpy().tobytes())
+        key = digest.hexdigest()
+        return self.dir / key[:2] / f"{key}.pt"
+
+    def __call__(self, frames: torch.Tensor, teacher: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+                 ) -> dict[str, torch.Tensor]:
+        paths = [self._key(f) for f in frames]
+        found: dict[int, dict[str, torch.Tensor]] = {}
+        for i, p in enumerate(paths):
+            if p.is_file():
+                try:
+                    found[i] = torch.load(p, map_location="cpu", weights_only=True)
+                except Exception:  # noqa: BLE001 - a damaged entry is recomputed
+                    p.unlink(missing_ok=True)
+        missing = [i for i in range(len(paths)) if i not in found]
+        self.hits += len(found)
+        self.misses += len(missing)
+        if missing:
+            out = teacher(frames[missing])
+            for j, i in enumerate(missing):
+                entry = {k: v[j].detach().to("cpu", torch.float16).contiguous() for k, v in out.items()}
+                paths[i].parent.mkdir(exist_ok=True)
+                tmp = paths[i].with_suffix(".tmp")
+                torch.save(entry, tmp)
+                os.replace(tmp, paths[i])
+                found[i] = entry
+        keys = found[0].keys()
+        return {k: torch.stack([found[i][k] for i in range(len(paths))]).to(frames.device, torch.float32)
+                for k in keys}
 
 
 def _load_teacher(path: str) -> tuple[str, torch.nn.Module]:
@@ -372,6 +426,10 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
     sampler = EpochSampler(len(dataset), cfg.seed, d)
     sampler_t = EpochSampler(len(teacher_only), cfg.seed + 1, d) if teacher_only is not None else None
     teacher = Teacher(cfg.teacher, device) if cfg.teacher else None
+    cache = TeacherCache(cfg.teacher_cache, cfg.teacher) if (teacher and cfg.teacher_cache) else None
+
+    def teach(frames: torch.Tensor) -> dict[str, torch.Tensor]:  # only called when there is a teacher
+        return cache(frames, teacher) if cache is not None else teacher(frames)  # type: ignore[misc]
     loss_fn = get_loss(cfg.loss)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
@@ -437,7 +495,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
             lr = _schedule_lr(cfg, step, plateau_decays)
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = _fetch(dataset, sampler.take(cfg.batch_size))
+            batch = _fetch(dataset, sampler.take(cfg.batch_size), fixed_augment=cache is not None)
             frames = batch["frames"].to(device)
             inputs = [f.contiguous(memory_format=fmt) for f in frames.unbind(1)]
             target = batch["target"].to(device).contiguous()
@@ -448,17 +506,17 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
             pred = pred.float()
             terms: dict[str, torch.Tensor] = {"gt": loss_fn(pred, target)}
             if teacher is not None:
-                t_out = teacher(frames)
+                t_out = teach(frames)
                 terms["gt"] = cfg.alpha * terms["gt"]
                 terms["teacher"] = loss_fn(pred, t_out["frame"].float())
                 if want_maps and "flow_t0" in t_out:
                     terms["flow"] = cfg.flow_distill * flow_distillation_loss([m.float() for m in maps], t_out,
                                                                               arch.dilation)
             if teacher_only is not None and sampler_t is not None and teacher is not None:
-                tf = _fetch(teacher_only, sampler_t.take(cfg.batch_size))["frames"].to(device)
+                tf = _fetch(teacher_only, sampler_t.take(cfg.batch_size), cache is not None)["frames"].to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
                     tp = ddp_model(*[f.contiguous(memory_format=fmt) for f in tf.unbind(1)]).float()
-                terms["teacher_only"] = loss_fn(tp, teacher(tf)["frame"].float())
+                terms["teacher_only"] = loss_fn(tp, teach(tf)["frame"].float())
             loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -500,6 +558,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
         dist.barrier()
     summary = {"step": step, "interrupted": interrupted, "best_val_psnr": best if best > -math.inf else None,
                "elapsed": round(elapsed(), 1), "run_dir": str(run)}
+    if cache is not None:
+        summary["teacher_cache"] = {"hits": cache.hits, "misses": cache.misses}
     if interrupted:
         raise TrainingInterrupted(summary)
     return summary
