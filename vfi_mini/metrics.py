@@ -40,17 +40,22 @@ def _ssim_map(x: torch.Tensor, y: torch.Tensor, blur) -> torch.Tensor:  # noqa: 
 
 def ssim_matlab(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The CAIN/FLAVR/ST-MFNet "matlab" SSIM: an 11x11x11 Gaussian window over the (C, H, W) volume,
-    replicate padding 5, on 8-bit values (spec §10.2)."""
+    replicate padding 5, on 8-bit values (spec §10.2).
+
+    The window is separable, so it is applied as three 1-D passes (the same values to ~1e-15 as one
+    3-D convolution, ~40x faster).
+    """
     x, y = quantise(pred).unsqueeze(1), quantise(target).unsqueeze(1)  # (B, 1, C, H, W)
     size = min(11, x.shape[-1], x.shape[-2])
-    g = _gaussian_1d(size).to(x.device)
     pad = size // 2
-    k = g.view(-1, 1, 1) * g.view(1, -1, 1) * g.view(1, 1, -1)  # (s, s, s)
-    kernel = k.view(1, 1, size, size, size)
+    g = _gaussian_1d(size).to(x.device)
+    kernels = (g.view(1, 1, -1, 1, 1), g.view(1, 1, 1, -1, 1), g.view(1, 1, 1, 1, -1))
 
     def blur(v: torch.Tensor) -> torch.Tensor:
-        v = F.pad(v, (pad, pad, pad, pad, pad, pad), mode="replicate")
-        return F.conv3d(v, kernel)
+        v = F.pad(v, (pad,) * 6, mode="replicate")
+        for k in kernels:
+            v = F.conv3d(v, k)
+        return v
 
     return _ssim_map(x, y, blur).flatten(1).mean(1)
 
@@ -58,14 +63,15 @@ def ssim_matlab(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Standard SSIM (Wang et al. 2004): 11x11 Gaussian window (sigma 1.5) per channel, valid
     convolution, averaged over channels and pixels, on 8-bit values (as skimage with
-    gaussian_weights=True, data_range=255, use_sample_covariance=False)."""
+    gaussian_weights=True, data_range=255, use_sample_covariance=False). Separable: two 1-D passes."""
     x, y = quantise(pred), quantise(target)
     c = x.shape[1]
     size = min(11, x.shape[-1], x.shape[-2])
     g = _gaussian_1d(size).to(x.device)
-    kernel = (g.view(-1, 1) * g.view(1, -1)).expand(c, 1, size, size).contiguous()
+    kh = g.view(1, 1, -1, 1).expand(c, 1, size, 1).contiguous()
+    kw = g.view(1, 1, 1, -1).expand(c, 1, 1, size).contiguous()
 
     def blur(v: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(v, kernel, groups=c)
+        return F.conv2d(F.conv2d(v, kh, groups=c), kw, groups=c)
 
     return _ssim_map(x, y, blur).flatten(1).mean(1)
