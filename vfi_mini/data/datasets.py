@@ -29,7 +29,19 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from ..errors import InputError
-from ..io import clips as cio
+
+
+class _LazyClips:
+    """`vfi_mini.io.clips`, imported on first use: reading a prepared .npy cache needs no PyAV (so training
+    runs on machines without it, e.g. a GPU box the footage cache is carried to)."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        from ..io import clips
+
+        return getattr(clips, name)
+
+
+cio = _LazyClips()
 
 __all__ = [
     "BVIDVCQuintuplets",
@@ -597,6 +609,17 @@ class VideoClips(FrameDataset):
 # ------------------------------------------------------------------------------------ synthetic motion
 
 
+def _is_photo(f: Path) -> bool:
+    """Image files, and .npy (H, W, 3) uint8 arrays (readable without PyAV)."""
+    ext = f.suffix.lower()
+    if ext == ".npy":
+        return True
+    try:
+        return ext in cio.IMAGE_EXTENSIONS
+    except ImportError:  # no PyAV on this machine: only .npy photos are usable
+        return False
+
+
 class SyntheticMotion(FrameDataset):
     """Synthetic samples with exact ground truth, made from still photos.
 
@@ -638,9 +661,7 @@ class SyntheticMotion(FrameDataset):
             if p.is_file():
                 files.append(p)
             else:
-                files += sorted(
-                    f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in cio.IMAGE_EXTENSIONS
-                )
+                files += sorted(f for f in p.rglob("*") if f.is_file() and _is_photo(f))
         if not files:
             raise InputError(f"{', '.join(map(str, photos))}: no image files for synthetic motion")
         self.files = files
@@ -665,9 +686,11 @@ class SyntheticMotion(FrameDataset):
         """
         t = self._cache.get(i)
         if t is None:
-            img = cio.read_image(self.files[i])
-            w, h = cio.scaled_size(img.shape[1], img.shape[0], self.max_photo_side)
-            img = cio.resize_rgb(img, w, h)
+            f = self.files[i]
+            img = np.load(f) if f.suffix.lower() == ".npy" else cio.read_image(f)
+            if min(img.shape[:2]) > self.max_photo_side:
+                w, h = cio.scaled_size(img.shape[1], img.shape[0], self.max_photo_side)
+                img = cio.resize_rgb(img, w, h)
             t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).contiguous()
             self._cache[i] = t
         return t.float().div_(255)

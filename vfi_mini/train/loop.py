@@ -481,6 +481,19 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
                 progress(row)
 
     interrupted = False
+    last_val_step = step
+
+    def run_validation() -> None:
+        nonlocal best, since_best, plateau_decays
+        v = validate(model, val_samples, device)
+        if v["val_psnr"] > best + 0.01:
+            best, since_best = v["val_psnr"], 0
+            _atomic_save_weights(model, run / "best.pth", step)
+        else:
+            since_best += 1
+            if cfg.schedule == "plateau" and since_best >= cfg.patience:
+                plateau_decays, since_best = plateau_decays + 1, 0
+        log_row({"step": step, **v, "best_psnr": best, "elapsed": round(elapsed(), 1)})
 
     def on_sigterm(signum: int, frame: Any) -> None:  # noqa: ARG001
         raise KeyboardInterrupt
@@ -535,19 +548,17 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
                          "epoch": sampler.epoch})
                 window_loss, window_n, window_t, window_terms = 0.0, 0, now, {}
             if val_samples and (step % cfg.val_every == 0):
-                v = validate(model, val_samples, device)
-                improved = v["val_psnr"] > best + 0.01
-                if improved:
-                    best, since_best = v["val_psnr"], 0
-                    _atomic_save_weights(model, run / "best.pth", step)
-                else:
-                    since_best += 1
-                    if cfg.schedule == "plateau" and since_best >= cfg.patience:
-                        plateau_decays, since_best = plateau_decays + 1, 0
-                log_row({"step": step, **v, "best_psnr": best, "elapsed": round(elapsed(), 1)})
+                run_validation()
+                last_val_step = step
                 window_t = time.monotonic()  # keep validation time out of the training throughput
             if step % cfg.ckpt_every == 0:
                 save_state()
+        if window_n:  # the last partial logging window
+            log_row({"step": step, "loss": window_loss / window_n,
+                     **{f"loss_{k}": v / window_n for k, v in window_terms.items()}, "lr": lr,
+                     "elapsed": round(elapsed(), 1), "epoch": sampler.epoch})
+        if val_samples and last_val_step != step:  # every run ends with a validation
+            run_validation()
     except KeyboardInterrupt:
         interrupted = True
     finally:
