@@ -56,11 +56,16 @@ def main() -> None:
     rows = []
     for crop in (int(c) for c in args.crops.split(",")):
         for precision in ("fp32", "bf16"):
-            for t in ([None, teacher] if teacher else [None]):
+            for t in [None, teacher] if teacher else [None]:
                 s = step_time(crop, args.batch, precision, t, args.steps)
-                row = {"crop": crop, "batch": args.batch, "precision": precision,
-                       "teacher": "rife" if t else "none", "seconds_per_step": round(s, 3),
-                       "samples_per_s": round(args.batch / s, 3)}
+                row = {
+                    "crop": crop,
+                    "batch": args.batch,
+                    "precision": precision,
+                    "teacher": "rife" if t else "none",
+                    "seconds_per_step": round(s, 3),
+                    "samples_per_s": round(args.batch / s, 3),
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 

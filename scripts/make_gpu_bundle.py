@@ -42,8 +42,11 @@ def main() -> None:
     shutil.copy(fetch_rife_weights(), out / "flownet.pkl")
     used = (out / "flownet.pkl").stat().st_size
 
-    photos = [f for f in sorted((Path(args.footage) / "raw" / "photos").rglob("*"))
-              if f.suffix.lower() in cio.IMAGE_EXTENSIONS]
+    photos = [
+        f
+        for f in sorted((Path(args.footage) / "raw" / "photos").rglob("*"))
+        if f.suffix.lower() in cio.IMAGE_EXTENSIONS
+    ]
     step = max(1, len(photos) // args.photos)
     for f in photos[::step][: args.photos]:
         img = cio.read_image(f)
@@ -64,8 +67,10 @@ def main() -> None:
         arr = np.load(Path(args.footage) / "clips" / e["file"], mmap_mode="r")
         n = min(len(arr), args.frames_per_clip)
         start = (len(arr) - n) // 2
-        frames = [cio.resize_rgb(np.asarray(f), *cio.scaled_size(f.shape[1], f.shape[0], args.short))
-                  for f in arr[start:start + n]]
+        frames = [
+            cio.resize_rgb(np.asarray(f), *cio.scaled_size(f.shape[1], f.shape[0], args.short))
+            for f in arr[start : start + n]
+        ]
         small = np.stack(frames)
         is_val = e["clip"] in held
         if used + small.nbytes > budget or (is_val and val_used + small.nbytes > val_budget):
@@ -73,8 +78,15 @@ def main() -> None:
         val_used += small.nbytes if is_val else 0
         np.save(out / "clips" / e["file"], small)
         used += small.nbytes
-        entries.append({**e, "frames": n, "height": small.shape[1], "width": small.shape[2],
-                        "diffs": e.get("diffs", [])[start:start + n - 1] if e.get("diffs") else None})
+        entries.append(
+            {
+                **e,
+                "frames": n,
+                "height": small.shape[1],
+                "width": small.shape[2],
+                "diffs": e.get("diffs", [])[start : start + n - 1] if e.get("diffs") else None,
+            }
+        )
     (out / "clips" / "index.json").write_text(json.dumps({**index, "clips": entries}, indent=1))
     print(f"{out}: {used / 2**20:.1f} MB, {len(entries)} clip pieces")
 

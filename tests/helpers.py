@@ -8,7 +8,10 @@ from pathlib import Path
 import torch
 
 DATA = Path(__file__).parent / "data"
-MANIFESTS = {"stmfnet": DATA / "stmfnet_state_dict.json", "stmfnet-mini": DATA / "stmfnet_mini_state_dict.json"}
+MANIFESTS = {
+    "stmfnet": DATA / "stmfnet_state_dict.json",
+    "stmfnet-mini": DATA / "stmfnet_mini_state_dict.json",
+}
 
 
 def manifest(arch: str) -> dict[str, list[int]]:

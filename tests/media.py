@@ -16,8 +16,12 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
-_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
-          | Interpolation.FULL_CHR_H_INP)
+_FLAGS = (
+    Interpolation.BICUBIC
+    | Interpolation.ACCURATE_RND
+    | Interpolation.FULL_CHR_H_INT
+    | Interpolation.FULL_CHR_H_INP
+)
 
 
 def pattern(t: float, width: int, height: int) -> np.ndarray:
@@ -108,16 +112,21 @@ def make_video(
         srt_container = None
         if subtitles:
             srt = path.with_suffix(".srt")
-            srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nHello\n\n"
-                           "2\n00:00:00,250 --> 00:00:00,400\nWorld\n")
+            srt.write_text(
+                "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,250 --> 00:00:00,400\nWorld\n"
+            )
             srt_container = av.open(str(srt))
             sub = out.add_stream_from_template(srt_container.streams.subtitles[0])
 
         for i, t in enumerate(times):
             rgb = _rgb_frame(pattern(float(t * rate), width, height), bits)
-            frame = rgb.reformat(format=pix_fmt, dst_colorspace=matrix, src_color_range=ColorRange.JPEG,
-                                 dst_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
-                                 interpolation=_FLAGS)
+            frame = rgb.reformat(
+                format=pix_fmt,
+                dst_colorspace=matrix,
+                src_color_range=ColorRange.JPEG,
+                dst_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
+                interpolation=_FLAGS,
+            )
             frame.pts = round(t / tb)
             frame.time_base = tb
             if i + 1 < len(times):
@@ -137,13 +146,15 @@ def make_video(
             samples = np.stack([tone, tone])
             chunk = 1024
             for start in range(0, n, chunk):
-                block = np.ascontiguousarray(samples[:, start:start + chunk])
+                block = np.ascontiguousarray(samples[:, start : start + chunk])
                 if audio_codec == "aac" or aus.codec_context.format.name == "fltp":
                     af = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
                 else:
                     af = av.AudioFrame.from_ndarray(
                         np.ascontiguousarray((block.T * 32767).astype(np.int16).reshape(1, -1)),
-                        format="s16", layout="stereo")
+                        format="s16",
+                        layout="stereo",
+                    )
                 af.sample_rate = audio_rate
                 af.pts = start
                 af.time_base = Fraction(1, audio_rate)
@@ -164,8 +175,16 @@ def _irregular(times: Sequence[Fraction]) -> bool:
     return len(steps) > 1
 
 
-def make_images(directory: str | Path, count: int = 5, *, size: tuple[int, int] = (48, 32), ext: str = "png",
-                mode: str = "rgb", bits: int = 8, names: str = "frame{i}") -> list[Path]:
+def make_images(
+    directory: str | Path,
+    count: int = 5,
+    *,
+    size: tuple[int, int] = (48, 32),
+    ext: str = "png",
+    mode: str = "rgb",
+    bits: int = 8,
+    names: str = "frame{i}",
+) -> list[Path]:
     """Write `count` images of `pattern` (frame i at t = 2 * i, so that t = 2i + 1 is the true middle).
 
     Args:
@@ -181,20 +200,46 @@ def make_images(directory: str | Path, count: int = 5, *, size: tuple[int, int] 
         image = image_at(2.0 * i, width, height, mode)
         scale = 65535 if bits == 16 else 255
         array = np.round(image * scale).astype(np.uint16 if bits == 16 else np.uint8)
-        fmt = {("rgb", 8): "rgb24", ("rgb", 16): "rgb48le", ("gray", 8): "gray", ("gray", 16): "gray16le",
-               ("rgba", 8): "rgba", ("rgba", 16): "rgba64le"}[(mode, bits)]
+        fmt = {
+            ("rgb", 8): "rgb24",
+            ("rgb", 16): "rgb48le",
+            ("gray", 8): "gray",
+            ("gray", 16): "gray16le",
+            ("rgba", 8): "rgba",
+            ("rgba", 16): "rgba64le",
+        }[(mode, bits)]
         frame = av.VideoFrame.from_ndarray(array[..., 0] if mode == "gray" else array, format=fmt)
         path = directory / f"{names.format(i=i)}.{ext}"
-        codec = {"png": "png", "jpg": "mjpeg", "tif": "tiff", "tiff": "tiff", "webp": "libwebp",
-                 "bmp": "bmp"}[ext]
-        target = {"png": {"rgb24": "rgb24", "rgb48le": "rgb48be", "gray": "gray", "gray16le": "gray16be",
-                          "rgba": "rgba", "rgba64le": "rgba64be"}[fmt],
-                  "mjpeg": "yuvj444p", "tiff": fmt, "libwebp": "yuv420p", "bmp": "bgr24"}[codec]
+        codec = {
+            "png": "png",
+            "jpg": "mjpeg",
+            "tif": "tiff",
+            "tiff": "tiff",
+            "webp": "libwebp",
+            "bmp": "bmp",
+        }[ext]
+        target = {
+            "png": {
+                "rgb24": "rgb24",
+                "rgb48le": "rgb48be",
+                "gray": "gray",
+                "gray16le": "gray16be",
+                "rgba": "rgba",
+                "rgba64le": "rgba64be",
+            }[fmt],
+            "mjpeg": "yuvj444p",
+            "tiff": fmt,
+            "libwebp": "yuv420p",
+            "bmp": "bgr24",
+        }[codec]
         if target.startswith("yuv"):
             full = target.startswith("yuvj")
-            frame = frame.reformat(format=target, dst_colorspace=Colorspace.ITU601,
-                                   src_color_range=ColorRange.JPEG,
-                                   dst_color_range=ColorRange.JPEG if full else ColorRange.MPEG)
+            frame = frame.reformat(
+                format=target,
+                dst_colorspace=Colorspace.ITU601,
+                src_color_range=ColorRange.JPEG,
+                dst_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
+            )
         else:
             frame = frame.reformat(format=target)
         frame.pts = 0
@@ -239,8 +284,9 @@ def video_stream_info(path: str | Path) -> dict:
             "color_range": int(ctx.color_range),
             "color_primaries": int(ctx.color_primaries),
             "color_trc": int(ctx.color_trc),
-            "duration": stream.duration * stream.time_base if stream.duration else (
-                Fraction(container.duration, av.time_base) if container.duration else None),
+            "duration": stream.duration * stream.time_base
+            if stream.duration
+            else (Fraction(container.duration, av.time_base) if container.duration else None),
             "metadata": dict(container.metadata),
             "stream_types": [s.type for s in container.streams],
         }
@@ -262,8 +308,9 @@ def decode_rgb(path: str | Path) -> list[np.ndarray]:
     return [f.rgb.astype(np.float64) / 65535.0 for f in decode_frames(path)]
 
 
-def packets(path: str | Path, kind: str = "audio",
-            index: int = 0) -> list[tuple[bytes, int | None, int | None]]:
+def packets(
+    path: str | Path, kind: str = "audio", index: int = 0
+) -> list[tuple[bytes, int | None, int | None]]:
     """(payload, pts, duration) of every packet of one stream, timestamps in that stream's time base
     rescaled to seconds x 1e6 so that files with different time bases compare."""
     with av.open(str(path)) as container:

@@ -7,7 +7,6 @@ tests marked as needing the real network.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -44,15 +43,6 @@ class Blend:
         return (window[:, 1] + window[:, 2]) / 2
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The CLI configures the `vfi_mini` logger for its own stderr; undo that after each test."""
-    logger = logging.getLogger("vfi_mini")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
 @pytest.fixture
 def model(monkeypatch):
     """Replace the model by a blend; returns a dict recording the loader's arguments."""
@@ -77,8 +67,9 @@ def _leftovers(directory: Path) -> list[str]:
 def test_double_json_summary(tmp_path, model):
     src = make_video(tmp_path / "in.mp4", frames=7, rate=Fraction(30000, 1001))
     dst = tmp_path / "out.mp4"
-    result = run("double", src, "-o", dst, "--json", "--preset", "ultrafast", "--device", "cpu",
-                 "--threads", "1")
+    result = run(
+        "double", src, "-o", dst, "--json", "--preset", "ultrafast", "--device", "cpu", "--threads", "1"
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -97,8 +88,23 @@ def test_double_json_summary(tmp_path, model):
 def test_double_encoder_options(tmp_path, model):
     src = make_video(tmp_path / "in.mp4", frames=3)
     dst = tmp_path / "out.mkv"
-    result = run("double", src, "-o", dst, "--crf", "30", "--preset", "ultrafast", "--pix-fmt", "yuv444p",
-                 "-e", "tune=zerolatency", "--encoder-opt", "x264-params=keyint=4", "-q")
+    result = run(
+        "double",
+        src,
+        "-o",
+        dst,
+        "--crf",
+        "30",
+        "--preset",
+        "ultrafast",
+        "--pix-fmt",
+        "yuv444p",
+        "-e",
+        "tune=zerolatency",
+        "--encoder-opt",
+        "x264-params=keyint=4",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == "" and result.stdout == ""
     info = video_stream_info(dst)
@@ -140,8 +146,9 @@ def _bad_case(tmp_path: Path, kind: str) -> tuple[list, Path]:
         bad = tmp_path / "sound.m4a"
         with av.open(str(bad), "w") as out:
             stream = out.add_stream("aac", rate=48000)
-            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp",
-                                               layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
+            )
             frame.sample_rate, frame.pts = 48000, 0
             out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
@@ -152,8 +159,9 @@ def _bad_case(tmp_path: Path, kind: str) -> tuple[list, Path]:
             video = out.add_stream("libx264", rate=25)
             video.width, video.height = 64, 48
             stream = out.add_stream("aac", rate=48000)
-            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp",
-                                               layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
+            )
             frame.sample_rate, frame.pts = 48000, 0
             out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
@@ -174,19 +182,22 @@ def _bad_case(tmp_path: Path, kind: str) -> tuple[list, Path]:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind,code,fragment", [
-    ("missing", 3, "not found"),
-    ("text", 3, "not a media file"),
-    ("truncated", 3, "cannot read"),
-    ("audio_only", 3, "no video stream"),
-    ("zero_frames", 3, "no video stream"),
-    ("exists", 2, "exists; pass -y"),
-    ("same", 2, "is the input file"),
-    ("extension", 2, "container format"),
-    ("codec", 2, "unknown video encoder"),
-    ("encoder_opt", 2, "nosuchoption"),
-    ("pix_fmt", 2, "cannot encode rgb565le"),
-])
+@pytest.mark.parametrize(
+    "kind,code,fragment",
+    [
+        ("missing", 3, "not found"),
+        ("text", 3, "not a media file"),
+        ("truncated", 3, "cannot read"),
+        ("audio_only", 3, "no video stream"),
+        ("zero_frames", 3, "no video stream"),
+        ("exists", 2, "exists; pass -y"),
+        ("same", 2, "is the input file"),
+        ("extension", 2, "container format"),
+        ("codec", 2, "unknown video encoder"),
+        ("encoder_opt", 2, "nosuchoption"),
+        ("pix_fmt", 2, "cannot encode rgb565le"),
+    ],
+)
 def test_double_bad_requests(tmp_path, model, kind, code, fragment):
     (tmp_path / "sub").mkdir()
     args, dst = _bad_case(tmp_path, kind)
@@ -213,8 +224,10 @@ def test_double_bad_option_syntax(tmp_path, model):
     assert result.exit_code == 2 and "--output" in result.stderr
 
 
-@pytest.mark.parametrize("error,code,fragment", [(KeyboardInterrupt, 130, "interrupted"),
-                                                 (RuntimeError, 1, "interpolation failed")])
+@pytest.mark.parametrize(
+    "error,code,fragment",
+    [(KeyboardInterrupt, 130, "interrupted"), (RuntimeError, 1, "interpolation failed")],
+)
 def test_double_failure_mid_way(tmp_path, model, error, code, fragment):
     src = make_video(tmp_path / "in.mp4", frames=8)
     model["model"] = Blend(fail_at=3, error=error)
@@ -238,8 +251,21 @@ def test_double_weights_errors_exit_4(tmp_path):
 def test_double_as_a_process(tmp_path):
     """The console entry point: exit code and a single stderr line, no traceback."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-m", "vfi_mini", "double", str(tmp_path / "nope.mp4"), "-o",
-                           str(tmp_path / "out.mp4")], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vfi_mini",
+            "double",
+            str(tmp_path / "nope.mp4"),
+            "-o",
+            str(tmp_path / "out.mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 3
     expected = f"vfi-mini: error: input file not found: {tmp_path / 'nope.mp4'}"
     assert proc.stderr.strip().splitlines() == [expected]
@@ -270,8 +296,21 @@ def test_double_ctrl_c_in_a_process(tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(_SLOW_DRIVER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, str(driver), "double", str(src), "-o", str(tmp_path / "out.mp4"),
-                             "--preset", "ultrafast"], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(driver),
+            "double",
+            str(src),
+            "-o",
+            str(tmp_path / "out.mp4"),
+            "--preset",
+            "ultrafast",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while not _leftovers(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # wait until the temporary output exists
@@ -302,8 +341,9 @@ def test_double_with_the_real_network(tmp_path):
     torch.save({"epoch": 0, "state_dict": build_model("stmfnet-mini").state_dict()}, ckpt)
     src = make_video(tmp_path / "in.mp4", frames=2, size=(64, 48))
     dst = tmp_path / "out.mp4"
-    result = run("double", src, "-o", dst, "--weights", ckpt, "--device", "cpu", "--json", "--preset",
-                 "ultrafast")
+    result = run(
+        "double", src, "-o", dst, "--weights", ckpt, "--device", "cpu", "--json", "--preset", "ultrafast"
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["output_frames"] == 4 and summary["output_rate"] == "50"

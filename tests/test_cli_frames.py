@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +26,6 @@ class Blend:
         if self.error is not None:
             raise self.error("model failed")
         return (window[:, 1] + window[:, 2]) / 2
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    logger = logging.getLogger("vfi_mini")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture
@@ -74,8 +65,9 @@ def test_frames_json_and_numbering(tmp_path, model):
     assert summary["bits"] == 16 and summary["format"] == "png" and summary["device"] == "cpu"
     assert _names(tmp_path / "out") == [f"{i:08d}.png" for i in range(23)]
     # frame10 and frame11 sort after frame9: output 20 is input frame10
-    assert np.array_equal(read_image(tmp_path / "out" / "00000020.png"),
-                          read_image(tmp_path / "in" / "frame10.png"))
+    assert np.array_equal(
+        read_image(tmp_path / "out" / "00000020.png"), read_image(tmp_path / "in" / "frame10.png")
+    )
     assert read_image(tmp_path / "out" / "00000001.png").dtype == np.uint16
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -69,14 +68,6 @@ class Oracle:
         out = w[1].clone()
         out[0] = 16 * (nums[1] + nums[2]) / 2 / 255
         return out.unsqueeze(0)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    logger = logging.getLogger("vfi_mini")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 # ------------------------------------------------------------------------------------- fixture sets

@@ -5,8 +5,15 @@ from vfi_mini.errors import BackendUnavailable, InputError
 from vfi_mini.interpolator import Interpolator, pad_to_multiple, resolve_device
 from vfi_mini.models import STMFNetConfig, build_model
 
-TINY = STMFNetConfig(feat_channels=(32, 32, 32, 32), kernel_hidden=4, grid_channels=(4, 4, 4),
-                     tenet_channels=(4, 4, 4, 4), tenet_decoder=(4, 4, 4, 4, 4), tenet_fuse=2, flow=False)
+TINY = STMFNetConfig(
+    feat_channels=(32, 32, 32, 32),
+    kernel_hidden=4,
+    grid_channels=(4, 4, 4),
+    tenet_channels=(4, 4, 4, 4),
+    tenet_decoder=(4, 4, 4, 4, 4),
+    tenet_fuse=2,
+    flow=False,
+)
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 7), (2, 3), (5, 64), (64, 65), (130, 98), (128, 256)])

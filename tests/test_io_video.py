@@ -86,8 +86,9 @@ def test_probe_bad_inputs_raise_input_error(tmp_path, kind):
         path = tmp_path / "bad.m4a"
         with av.open(str(path), "w") as out:
             stream = out.add_stream("aac", rate=48000)
-            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp",
-                                               layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
+            )
             frame.sample_rate, frame.pts = 48000, 0
             out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
@@ -113,17 +114,21 @@ def test_decode_keeps_variable_timestamps(tmp_path):
     assert decoded[2].duration == Fraction(80, 1000)
 
 
-@pytest.mark.parametrize("pix_fmt,colour,size", [
-    ("yuv420p", None, (64, 48)),  # untagged SD: BT.601 limited
-    ("yuv420p", BT709, (130, 98)),
-    ("yuv420p", {"colorspace": 1, "color_range": 2}, (64, 48)),  # BT.709 full range
-    ("yuvj420p", None, (64, 48)),  # JPEG range implied by the format
-    ("yuv420p10le", {"colorspace": 9, "color_primaries": 9, "color_trc": 14, "color_range": 1}, (64, 48)),
-    ("yuv444p", BT709, (63, 49)),  # odd size
-])
+@pytest.mark.parametrize(
+    "pix_fmt,colour,size",
+    [
+        ("yuv420p", None, (64, 48)),  # untagged SD: BT.601 limited
+        ("yuv420p", BT709, (130, 98)),
+        ("yuv420p", {"colorspace": 1, "color_range": 2}, (64, 48)),  # BT.709 full range
+        ("yuvj420p", None, (64, 48)),  # JPEG range implied by the format
+        ("yuv420p10le", {"colorspace": 9, "color_primaries": 9, "color_trc": 14, "color_range": 1}, (64, 48)),
+        ("yuv444p", BT709, (63, 49)),  # odd size
+    ],
+)
 def test_decode_uses_the_streams_matrix_and_range(tmp_path, pix_fmt, colour, size):
-    src = make_video(tmp_path / "a.mp4", frames=3, size=size, pix_fmt=pix_fmt, colour=colour, lossless=True,
-                     audio=False)
+    src = make_video(
+        tmp_path / "a.mp4", frames=3, size=size, pix_fmt=pix_fmt, colour=colour, lossless=True, audio=False
+    )
     err = _error(_rgb(src))
     # Chroma subsampling and 8-bit rounding cost ~0.003; a wrong matrix or range costs 0.01-0.05.
     assert err < 0.006, err
@@ -140,17 +145,21 @@ def test_decode_of_ten_bit_keeps_more_than_eight_bits(tmp_path):
 # --- encoding -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pix_fmt,colour,size", [
-    ("yuv420p", None, (130, 98)),
-    ("yuv420p", BT709, (64, 48)),
-    ("yuv420p10le", BT709, (64, 48)),
-    ("yuvj420p", None, (64, 48)),
-])
+@pytest.mark.parametrize(
+    "pix_fmt,colour,size",
+    [
+        ("yuv420p", None, (130, 98)),
+        ("yuv420p", BT709, (64, 48)),
+        ("yuv420p10le", BT709, (64, 48)),
+        ("yuvj420p", None, (64, 48)),
+    ],
+)
 def test_writer_reencodes_through_the_same_colour_path(tmp_path, pix_fmt, colour, size):
     """Decode -> encode (lossless) -> decode changes nothing visible: originals do not drift, so original
     and interpolated frames (which take the same path) cannot flicker against each other."""
-    src = make_video(tmp_path / "a.mp4", frames=4, size=size, pix_fmt=pix_fmt, colour=colour, lossless=True,
-                     audio=False)
+    src = make_video(
+        tmp_path / "a.mp4", frames=4, size=size, pix_fmt=pix_fmt, colour=colour, lossless=True, audio=False
+    )
     info = probe_video(src)
     first = list(decode_frames(src, info))
     out = tmp_path / "b.mp4"

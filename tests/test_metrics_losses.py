@@ -33,8 +33,8 @@ def _naive_ssim_2d(x, y):
     for c in range(x.shape[0]):
         for i in range(x.shape[1] - 10):
             for j in range(x.shape[2] - 10):
-                a = x[c, i:i + 11, j:j + 11]
-                b = y[c, i:i + 11, j:j + 11]
+                a = x[c, i : i + 11, j : j + 11]
+                b = y[c, i : i + 11, j : j + 11]
                 ma, mb = (w * a).sum(), (w * b).sum()
                 va, vb = (w * a * a).sum() - ma**2, (w * b * b).sum() - mb**2
                 cov = (w * a * b).sum() - ma * mb

@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from helpers import manifest
+
 from vfi_mini.models import PRESET_PARAMS, PRESETS, STMFNetConfig, build_model, count_parameters
 from vfi_mini.models.kernels import Upsampler8Tap, blur_downsample, gaussian_kernel
 
@@ -26,9 +26,17 @@ def test_frozen_parameters():
     assert sum(p.numel() for p in mini.parameters() if p.requires_grad) == 1_822_063
 
 
-TINY = STMFNetConfig(feat_channels=(32, 32, 34, 36), kernel_hidden=6, kernel_size=3, dilation=2,
-                     grid_channels=(4, 5, 6), tenet_channels=(4, 5, 6, 7), tenet_decoder=(3, 4, 5, 6, 7),
-                     tenet_fuse=3, flow=False)
+TINY = STMFNetConfig(
+    feat_channels=(32, 32, 34, 36),
+    kernel_hidden=6,
+    kernel_size=3,
+    dilation=2,
+    grid_channels=(4, 5, 6),
+    tenet_channels=(4, 5, 6, 7),
+    tenet_decoder=(3, 4, 5, 6, 7),
+    tenet_fuse=3,
+    flow=False,
+)
 
 
 def test_any_consistent_config_builds_runs_and_trains():
@@ -134,12 +142,21 @@ def test_training_step_with_channels_last_frames_does_not_crash(tmp_path):
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-500:]
 
 
-@pytest.mark.parametrize("kind,args", [
-    ("conv", dict(in_channels=5, out_channels=7, kernel_size=3, stride=1, padding=1)),
-    ("conv", dict(in_channels=3, out_channels=4, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))),
-    ("conv", dict(in_channels=6, out_channels=4, kernel_size=1, stride=(1, 2, 2), bias=False)),
-    ("convT", dict(in_channels=6, out_channels=5, kernel_size=(3, 4, 4), stride=(1, 2, 2), padding=(1, 1, 1))),
-])
+@pytest.mark.parametrize(
+    "kind,args",
+    [
+        ("conv", dict(in_channels=5, out_channels=7, kernel_size=3, stride=1, padding=1)),
+        (
+            "conv",
+            dict(in_channels=3, out_channels=4, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3)),
+        ),
+        ("conv", dict(in_channels=6, out_channels=4, kernel_size=1, stride=(1, 2, 2), bias=False)),
+        (
+            "convT",
+            dict(in_channels=6, out_channels=5, kernel_size=(3, 4, 4), stride=(1, 2, 2), padding=(1, 1, 1)),
+        ),
+    ],
+)
 def test_temporal_convs_as_2d_match_pytorch_3d(kind, args):
     from vfi_mini.models.tenet import Conv3d, ConvTranspose3d
 

@@ -71,11 +71,16 @@ def adacof_loop_ref(image, weight, alpha, beta, dilation):
                     acc = 0.0
                     for t in range(kk):
                         ky, kx = divmod(t, ks)
-                        fa, fb, y0, y1, x0, x1 = _adacof_corners(al[b][t][i][j], be[b][t][i][j], i, j, ky, kx,
-                                                                 dilation, hp, wp)
+                        fa, fb, y0, y1, x0, x1 = _adacof_corners(
+                            al[b][t][i][j], be[b][t][i][j], i, j, ky, kx, dilation, hp, wp
+                        )
                         p = im[b][c]
-                        acc += wt[b][t][i][j] * ((1 - fa) * (1 - fb) * p[y0][x0] + fa * (1 - fb) * p[y1][x0]
-                                                 + (1 - fa) * fb * p[y0][x1] + fa * fb * p[y1][x1])
+                        acc += wt[b][t][i][j] * (
+                            (1 - fa) * (1 - fb) * p[y0][x0]
+                            + fa * (1 - fb) * p[y1][x0]
+                            + (1 - fa) * fb * p[y0][x1]
+                            + fa * fb * p[y1][x1]
+                        )
                     out[b, c, i, j] = acc
     return out
 
@@ -92,18 +97,29 @@ def adacof_grad_loop_ref(grad, image, weight, alpha, beta, dilation):
             ky, kx = divmod(t, ks)
             for i in range(hs):
                 for j in range(ws):
-                    fa, fb, y0, y1, x0, x1 = _adacof_corners(al[b][t][i][j], be[b][t][i][j], i, j, ky, kx,
-                                                             dilation, hp, wp)
+                    fa, fb, y0, y1, x0, x1 = _adacof_corners(
+                        al[b][t][i][j], be[b][t][i][j], i, j, ky, kx, dilation, hp, wp
+                    )
                     w = wt[b][t][i][j]
                     sw = sa = sb = 0.0
                     for c in range(cs):
                         p, g = im[b][c], g_[b][c][i][j]
-                        sw += g * ((1 - fa) * (1 - fb) * p[y0][x0] + fa * (1 - fb) * p[y1][x0]
-                                   + (1 - fa) * fb * p[y0][x1] + fa * fb * p[y1][x1])
-                        sa += g * w * (-(1 - fb) * p[y0][x0] + (1 - fb) * p[y1][x0]
-                                       - fb * p[y0][x1] + fb * p[y1][x1])
-                        sb += g * w * (-(1 - fa) * p[y0][x0] - fa * p[y1][x0]
-                                       + (1 - fa) * p[y0][x1] + fa * p[y1][x1])
+                        sw += g * (
+                            (1 - fa) * (1 - fb) * p[y0][x0]
+                            + fa * (1 - fb) * p[y1][x0]
+                            + (1 - fa) * fb * p[y0][x1]
+                            + fa * fb * p[y1][x1]
+                        )
+                        sa += (
+                            g
+                            * w
+                            * (-(1 - fb) * p[y0][x0] + (1 - fb) * p[y1][x0] - fb * p[y0][x1] + fb * p[y1][x1])
+                        )
+                        sb += (
+                            g
+                            * w
+                            * (-(1 - fa) * p[y0][x0] - fa * p[y1][x0] + (1 - fa) * p[y0][x1] + fa * p[y1][x1])
+                        )
                     gw[b, t, i, j], ga[b, t, i, j], gb[b, t, i, j] = sw, sa, sb
     return gw, ga, gb
 
@@ -163,8 +179,12 @@ def backwarp_loop_ref(image, flow):
                 gy = -1 + 1 / hs + y * (2 - 2 / hs) / (hs - 1) + fl[b][1][y][x] / ((hi - 1) / 2)
                 ix, iy = ((gx + 1) * wi - 1) / 2, ((gy + 1) * hi - 1) / 2  # align_corners=False
                 x0, y0 = math.floor(ix), math.floor(iy)
-                taps = [(xx, yy, (1 - abs(ix - xx)) * (1 - abs(iy - yy)))
-                        for xx in (x0, x0 + 1) for yy in (y0, y0 + 1) if 0 <= xx < wi and 0 <= yy < hi]
+                taps = [
+                    (xx, yy, (1 - abs(ix - xx)) * (1 - abs(iy - yy)))
+                    for xx in (x0, x0 + 1)
+                    for yy in (y0, y0 + 1)
+                    if 0 <= xx < wi and 0 <= yy < hi
+                ]
                 if sum(w for _, _, w in taps) > 0.999:  # the sampled ones-channel
                     for c in range(cs):
                         out[b, c, y, x] = sum(im[b][c][yy][xx] * w for xx, yy, w in taps)
@@ -186,8 +206,12 @@ def adacof_inputs(gen, b=2, c=3, h=4, w=5, k=3, d=1, dtype=torch.float64, smooth
         if smooth:
             whole = torch.randint(-4, 4, (b, k * k, h, w), generator=gen).to(dtype)
             far = 10.0 * torch.randint(-1, 2, (b, k * k, h, w), generator=gen).to(dtype)
-            return whole + far * (torch.rand(b, k * k, h, w, generator=gen, dtype=dtype) < 0.2) \
-                + 0.2 + 0.6 * torch.rand(b, k * k, h, w, generator=gen, dtype=dtype)
+            return (
+                whole
+                + far * (torch.rand(b, k * k, h, w, generator=gen, dtype=dtype) < 0.2)
+                + 0.2
+                + 0.6 * torch.rand(b, k * k, h, w, generator=gen, dtype=dtype)
+            )
         o = 2.5 * torch.randn(b, k * k, h, w, generator=gen, dtype=dtype)
         pick = torch.rand(b, k * k, h, w, generator=gen)
         o = torch.where(pick < 0.1, o.round(), o)  # exact integers
@@ -270,8 +294,9 @@ def test_adacof_gradients_match_spec_formulas(gen, k, d, c):
 @pytest.mark.parametrize("k,d,b,fast", [(3, 2, 2, True), (5, 1, 2, True), (3, 2, 1, False)])
 def test_adacof_gradcheck(gen, k, d, b, fast):
     # full (slow-mode) Jacobians only on the smallest case to keep the suite quick
-    image, weight, alpha, beta = adacof_inputs(gen, b=b, h=2 if not fast else 3, w=3 if not fast else 4,
-                                               k=k, d=d, smooth=True)
+    image, weight, alpha, beta = adacof_inputs(
+        gen, b=b, h=2 if not fast else 3, w=3 if not fast else 4, k=k, d=d, smooth=True
+    )
     leaves = tuple(t.requires_grad_() for t in (weight, alpha, beta))
     assert torch.autograd.gradcheck(lambda *maps: adacof(image, *maps, dilation=d), leaves, fast_mode=fast)
 
@@ -386,10 +411,16 @@ def _all_ops(gen, dtype):
     ad = adacof_inputs(gen, k=5, d=1, dtype=dtype)
     sp = splat_inputs(gen, dtype=dtype)
     co = tuple(torch.randn(2, 8, 6, 7, generator=gen).to(dtype) for _ in range(2))
-    bw = (torch.rand(2, 3, 6, 7, generator=gen).to(dtype),
-          1.5 * torch.randn(2, 2, 6, 7, generator=gen).to(dtype))
-    return [("adacof", adacof, ad), ("softsplat", softsplat, sp), ("correlation", correlation, co),
-            ("backwarp", backwarp, bw)]
+    bw = (
+        torch.rand(2, 3, 6, 7, generator=gen).to(dtype),
+        1.5 * torch.randn(2, 2, 6, 7, generator=gen).to(dtype),
+    )
+    return [
+        ("adacof", adacof, ad),
+        ("softsplat", softsplat, sp),
+        ("correlation", correlation, co),
+        ("backwarp", backwarp, bw),
+    ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -457,8 +488,9 @@ def _to_cuda_leaves(tensors, dtype):
 @requires_cuda
 def test_torch_path_on_cuda_matches_cpu(gen):
     for name, fn, inputs in _all_ops(gen, torch.float32):
-        torch.testing.assert_close(fn(*(t.cuda() for t in inputs)).cpu(), fn(*inputs), rtol=1e-5, atol=1e-5,
-                                   msg=name)
+        torch.testing.assert_close(
+            fn(*(t.cuda() for t in inputs)).cpu(), fn(*inputs), rtol=1e-5, atol=1e-5, msg=name
+        )
 
 
 @pytest.mark.gpu
@@ -501,5 +533,9 @@ def test_cupy_adacof_large_frame_matches_torch():
     image = torch.rand(1, 3, 1028, 1796, device="cuda", generator=g)
     weight = torch.softmax(torch.randn(1, 25, 1024, 1792, device="cuda", generator=g), 1)
     alpha, beta = (3 * torch.randn(1, 25, 1024, 1792, device="cuda", generator=g) for _ in range(2))
-    torch.testing.assert_close(adacof(image, weight, alpha, beta, backend="cupy"),
-                               adacof(image, weight, alpha, beta, backend="torch"), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        adacof(image, weight, alpha, beta, backend="cupy"),
+        adacof(image, weight, alpha, beta, backend="torch"),
+        rtol=1e-4,
+        atol=1e-4,
+    )

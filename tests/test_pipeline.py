@@ -57,8 +57,11 @@ def _timed(n: int, step: Fraction = Fraction(1, 25), c: int = 3) -> list[Frame]:
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_stream_gives_2n_frames_with_midpoint_times(n, batch_size):
-    out = list(interpolate_stream(_timed(n), blend, batch_size=batch_size, hold_last=True,
-                                  default_step=Fraction(1, 25)))
+    out = list(
+        interpolate_stream(
+            _timed(n), blend, batch_size=batch_size, hold_last=True, default_step=Fraction(1, 25)
+        )
+    )
     assert len(out) == 2 * n
     assert [f.kind for f in out] == ["input", "interpolated"] * (n - 1) + ["input", "held"]
     assert [f.time for f in out] == [Fraction(i, 50) for i in range(2 * n)]
@@ -78,8 +81,16 @@ def test_stream_variable_timing_and_held_duration():
     times = [Fraction(0), Fraction(1, 10), Fraction(3, 10), Fraction(4, 10)]
     frames = [Frame(torch.zeros(3, 2, 2), t) for t in times]  # no durations: the last gap is used
     out = list(interpolate_stream(frames, blend))
-    assert [f.time for f in out] == [0, Fraction(1, 20), Fraction(1, 10), Fraction(2, 10), Fraction(3, 10),
-                                     Fraction(35, 100), Fraction(4, 10), Fraction(45, 100)]
+    assert [f.time for f in out] == [
+        0,
+        Fraction(1, 20),
+        Fraction(1, 10),
+        Fraction(2, 10),
+        Fraction(3, 10),
+        Fraction(35, 100),
+        Fraction(4, 10),
+        Fraction(45, 100),
+    ]
     assert out[-1].duration == Fraction(1, 20)
 
 
@@ -170,11 +181,14 @@ def _check_contract(src, dst, n: int, rate: Fraction):
     return a, b
 
 
-@pytest.mark.parametrize("rate,size,container", [
-    (Fraction(25), (64, 48), "mp4"),
-    (Fraction(30000, 1001), (130, 98), "mp4"),
-    (Fraction(30000, 1001), (64, 48), "mov"),
-])
+@pytest.mark.parametrize(
+    "rate,size,container",
+    [
+        (Fraction(25), (64, 48), "mp4"),
+        (Fraction(30000, 1001), (130, 98), "mp4"),
+        (Fraction(30000, 1001), (64, 48), "mov"),
+    ],
+)
 def test_double_video_contract(tmp_path, rate, size, container):
     src = make_video(tmp_path / f"in.{container}", frames=11, size=size, rate=rate)
     dst = tmp_path / f"out.{container}"
@@ -189,7 +203,8 @@ def test_double_video_contract(tmp_path, rate, size, container):
     assert _leftovers(tmp_path) == []
     summary = result.to_dict()
     assert summary["output_rate"] == f"{(2 * rate).numerator}" + (
-        f"/{(2 * rate).denominator}" if (2 * rate).denominator != 1 else "")
+        f"/{(2 * rate).denominator}" if (2 * rate).denominator != 1 else ""
+    )
 
 
 def test_double_video_variable_frame_rate(tmp_path):
@@ -205,8 +220,14 @@ def test_double_video_variable_frame_rate(tmp_path):
 
 def test_double_video_keeps_ten_bit_colour_tags_rotation_metadata(tmp_path):
     tags = {"colorspace": 9, "color_primaries": 9, "color_trc": 14, "color_range": 1}
-    src = make_video(tmp_path / "in.mp4", frames=5, pix_fmt="yuv420p10le", colour=tags, rotation=90,
-                     metadata={"title": "Ten bits", "comment": "kept"})
+    src = make_video(
+        tmp_path / "in.mp4",
+        frames=5,
+        pix_fmt="yuv420p10le",
+        colour=tags,
+        rotation=90,
+        metadata={"title": "Ten bits", "comment": "kept"},
+    )
     dst = tmp_path / "out.mp4"
     double_video(src, dst, blend, encode=FAST)
     a, b = video_stream_info(src), video_stream_info(dst)
@@ -282,8 +303,9 @@ def test_interpolated_frames_land_between_their_neighbours(tmp_path):
     """On a smoothly moving pattern, output frame 2k+1 is closer to the true picture at k + 1/2 than to
     the pictures at k and k + 1, and the inputs come back in place."""
     w, h = 96, 64
-    src = make_video(tmp_path / "in.mp4", frames=6, size=(w, h), pix_fmt="yuv444p", lossless=True,
-                     audio=False)
+    src = make_video(
+        tmp_path / "in.mp4", frames=6, size=(w, h), pix_fmt="yuv444p", lossless=True, audio=False
+    )
     dst = tmp_path / "out.mp4"
     double_video(src, dst, blend, encode=LOSSLESS)
     out = [f.rgb.astype(np.float64) / 65535 for f in decode_frames(dst)]
@@ -350,8 +372,13 @@ def test_double_video_progress_is_called_in_this_thread(tmp_path):
     src = make_video(tmp_path / "in.mp4", frames=6)
     calls = []
     main = threading.get_ident()
-    double_video(src, tmp_path / "out.mp4", blend, encode=FAST,
-                 progress=lambda done, total: calls.append((done, total, threading.get_ident())))
+    double_video(
+        src,
+        tmp_path / "out.mp4",
+        blend,
+        encode=FAST,
+        progress=lambda done, total: calls.append((done, total, threading.get_ident())),
+    )
     assert calls[-1][:2] == (12, 12)
     assert all(c[2] == main for c in calls)
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
@@ -367,18 +394,30 @@ def test_frames_natural_order_names_and_content(tmp_path):
     assert names == [f"{i:08d}.png" for i in range(21)]
     assert result.output_frames == 21 and result.input_frames == 11
     for i in range(11):  # inputs unchanged at even positions
-        assert np.array_equal(read_image(tmp_path / "out" / f"{2 * i:08d}.png"),
-                              read_image(tmp_path / "in" / f"frame{i}.png"))
+        assert np.array_equal(
+            read_image(tmp_path / "out" / f"{2 * i:08d}.png"), read_image(tmp_path / "in" / f"frame{i}.png")
+        )
     middle = read_image(tmp_path / "out" / "00000005.png").astype(np.float64) / 255
     err = {t: np.abs(middle - image_at(t, 48, 32)).mean() for t in (4.0, 5.0, 6.0)}
     assert err[5.0] < min(err[4.0], err[6.0])
     assert _leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("mode,bits,ext", [("rgb", 16, "png"), ("gray", 8, "png"), ("gray", 16, "png"),
-                                           ("rgba", 8, "png"), ("rgba", 16, "png"), ("rgb", 8, "jpg"),
-                                           ("rgb", 8, "tif"), ("rgb", 16, "tif"), ("rgb", 8, "webp"),
-                                           ("rgb", 8, "bmp")])
+@pytest.mark.parametrize(
+    "mode,bits,ext",
+    [
+        ("rgb", 16, "png"),
+        ("gray", 8, "png"),
+        ("gray", 16, "png"),
+        ("rgba", 8, "png"),
+        ("rgba", 16, "png"),
+        ("rgb", 8, "jpg"),
+        ("rgb", 8, "tif"),
+        ("rgb", 16, "tif"),
+        ("rgb", 8, "webp"),
+        ("rgb", 8, "bmp"),
+    ],
+)
 def test_frames_formats_depths_and_channels(tmp_path, mode, bits, ext):
     make_images(tmp_path / "in", 3, ext=ext, mode=mode, bits=bits)
     interpolate_frames(tmp_path / "in", tmp_path / "out", blend)

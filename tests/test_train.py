@@ -8,17 +8,24 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import random_state_dict_from_manifest, save_official
 from media import make_video
+
 from vfi_mini.errors import UsageError
 from vfi_mini.models import STMFNetConfig
 from vfi_mini.train import TrainConfig, TrainingInterrupted, parse_duration, train
 from vfi_mini.train.loop import effective_displacement, flow_distillation_loss
 from vfi_mini.weights import load_model, save_weights
 
-TINY = STMFNetConfig(feat_channels=(32, 32, 32, 32), kernel_hidden=6, grid_channels=(6, 6, 6),
-                     tenet_channels=(4, 4, 4, 4), tenet_decoder=(4, 4, 4, 4, 4), tenet_fuse=2, flow=False)
+TINY = STMFNetConfig(
+    feat_channels=(32, 32, 32, 32),
+    kernel_hidden=6,
+    grid_channels=(6, 6, 6),
+    tenet_channels=(4, 4, 4, 4),
+    tenet_decoder=(4, 4, 4, 4, 4),
+    tenet_fuse=2,
+    flow=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +43,17 @@ def tiny_arch(tmp_path_factory):
 
 
 def _cfg(tmp_path, clip, **kw):
-    base = dict(data=[f"video:{clip}"], out=str(tmp_path / "run"), crop=64, batch_size=2, seed=3,
-                log_every=1, ckpt_every=1000, val_every=1000, threads=2)
+    base = dict(
+        data=[f"video:{clip}"],
+        out=str(tmp_path / "run"),
+        crop=64,
+        batch_size=2,
+        seed=3,
+        log_every=1,
+        ckpt_every=1000,
+        val_every=1000,
+        threads=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -76,8 +92,18 @@ def _tiny_rife(path: Path) -> Path:
 
 def test_distillation_from_rife_with_flow_and_teacher_only_data(tmp_path, clip, tiny_arch):
     rife = _tiny_rife(tmp_path / "flownet.pkl")
-    summary = train(_cfg(tmp_path, clip, arch=tiny_arch, teacher=str(rife), flow_distill=0.01,
-                         teacher_only_data=[f"video:{clip}?consecutive=1"], max_steps=12, lr=3e-3))
+    summary = train(
+        _cfg(
+            tmp_path,
+            clip,
+            arch=tiny_arch,
+            teacher=str(rife),
+            flow_distill=0.01,
+            teacher_only_data=[f"video:{clip}?consecutive=1"],
+            max_steps=12,
+            lr=3e-3,
+        )
+    )
     assert summary["step"] == 12
     losses = _losses(tmp_path / "run")
     assert sum(losses[-3:]) < sum(losses[:3]), losses
@@ -97,7 +123,9 @@ def test_effective_displacement_and_flow_loss():
     flow = torch.randn(b, 2, 8, 12)
     teacher["flow_t0"] = teacher["flow_t1"] = flow
     for scale, size in ((0.5, (4, 6)), (1.0, (8, 12)), (2.0, (16, 24))):
-        target = torch.nn.functional.interpolate(flow, size=size, mode="bilinear", align_corners=False) * scale
+        target = (
+            torch.nn.functional.interpolate(flow, size=size, mode="bilinear", align_corners=False) * scale
+        )
         centre = torch.zeros(b, k * k, *size)
         centre[:, 12] = 1.0  # the centre tap has no built-in displacement
         for _ in range(2):
@@ -169,14 +197,50 @@ def test_bad_training_requests(tmp_path, clip):
 
 def test_cli_train_and_double_with_the_result(tmp_path, clip, tiny_arch):
     run = tmp_path / "cli-run"
-    cmd = [sys.executable, "-m", "vfi_mini", "train", "--data", f"video:{clip}", "--out", str(run), "--arch",
-           tiny_arch, "--crop", "64", "--batch-size", "2", "--max-steps", "2", "--threads", "2", "--json", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vfi_mini",
+        "train",
+        "--data",
+        f"video:{clip}",
+        "--out",
+        str(run),
+        "--arch",
+        tiny_arch,
+        "--crop",
+        "64",
+        "--batch-size",
+        "2",
+        "--max-steps",
+        "2",
+        "--threads",
+        "2",
+        "--json",
+        "-q",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["step"] == 2
     out = tmp_path / "doubled.mp4"
-    res = subprocess.run([sys.executable, "-m", "vfi_mini", "double", str(clip), "-o", str(out), "--weights",
-                          str(run / "last.pth"), "-q", "--json"], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vfi_mini",
+            "double",
+            str(clip),
+            "-o",
+            str(out),
+            "--weights",
+            str(run / "last.pth"),
+            "-q",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["output_frames"] == 18
 
@@ -185,9 +249,36 @@ def test_cli_train_and_double_with_the_result(tmp_path, clip, tiny_arch):
 def test_two_process_gloo_run(tmp_path, clip, tiny_arch):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vfi_mini",
-           "train", "--data", f"video:{clip}", "--out", str(run), "--arch", tiny_arch, "--crop", "64",
-           "--batch-size", "1", "--max-steps", "3", "--threads", "1", "--device", "cpu", "--log-every", "1", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "vfi_mini",
+        "train",
+        "--data",
+        f"video:{clip}",
+        "--out",
+        str(run),
+        "--arch",
+        tiny_arch,
+        "--crop",
+        "64",
+        "--batch-size",
+        "1",
+        "--max-steps",
+        "3",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--log-every",
+        "1",
+        "-q",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -199,8 +290,17 @@ def test_teacher_cache_is_reused_across_epochs(tmp_path, clip, tiny_arch):
     rife = _tiny_rife(tmp_path / "flownet.pkl")
     cache = tmp_path / "cache"
     # 3 windows of the 9-frame clip, batch 1: epochs of 3 steps, so 6 steps = 2 epochs.
-    summary = train(_cfg(tmp_path, clip, arch=tiny_arch, teacher=str(rife), teacher_cache=str(cache),
-                         batch_size=1, max_steps=6))
+    summary = train(
+        _cfg(
+            tmp_path,
+            clip,
+            arch=tiny_arch,
+            teacher=str(rife),
+            teacher_cache=str(cache),
+            batch_size=1,
+            max_steps=6,
+        )
+    )
     assert summary["teacher_cache"] == {"hits": 3, "misses": 3}
     entries = list(cache.rglob("*.pt"))
     assert len(entries) == 3

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-
 from helpers import random_state_dict_from_manifest, save_official
+
 from vfi_mini.errors import WeightsError
 from vfi_mini.interpolator import Interpolator
 from vfi_mini.models import STMFNetConfig, build_model
@@ -18,8 +18,10 @@ SIZES = [(48, 64), (98, 130), (270, 480)]  # (H, W)
 @pytest.fixture(scope="module")
 def official_checkpoints(tmp_path_factory):
     d = tmp_path_factory.mktemp("official")
-    return {arch: save_official(d / f"{arch}.pth", random_state_dict_from_manifest(arch, seed=1))
-            for arch in ("stmfnet", "stmfnet-mini")}
+    return {
+        arch: save_official(d / f"{arch}.pth", random_state_dict_from_manifest(arch, seed=1))
+        for arch in ("stmfnet", "stmfnet-mini")
+    }
 
 
 @pytest.mark.parametrize("arch", ["stmfnet-mini", "stmfnet"])
@@ -60,8 +62,16 @@ def test_bare_state_dict_prefixed_keys_and_safetensors(tmp_path):
 
 
 def test_custom_architecture_is_stored_and_recovered(tmp_path):
-    cfg = STMFNetConfig(feat_channels=(32, 48, 64, 64), kernel_hidden=12, dilation=2, grid_channels=(8, 12, 16),
-                        tenet_channels=(8, 8, 12, 16), tenet_decoder=(12, 8, 8, 8, 8), tenet_fuse=4, flow=False)
+    cfg = STMFNetConfig(
+        feat_channels=(32, 48, 64, 64),
+        kernel_hidden=12,
+        dilation=2,
+        grid_channels=(8, 12, 16),
+        tenet_channels=(8, 8, 12, 16),
+        tenet_decoder=(12, 8, 8, 8, 8),
+        tenet_fuse=4,
+        flow=False,
+    )
     model = build_model(cfg)
     save_weights(model, tmp_path / "custom.pth")
     raw = torch.load(tmp_path / "custom.pth", weights_only=True)
@@ -151,7 +161,9 @@ def _populate_hf_cache(cache, repo_id, filename, payload):
 
 def test_hf_source_from_local_cache_offline(tmp_path, official_checkpoints):
     cache = tmp_path / "hub"
-    _populate_hf_cache(cache, "vfi-mini/weights", "mini.pth", official_checkpoints["stmfnet-mini"].read_bytes())
+    _populate_hf_cache(
+        cache, "vfi-mini/weights", "mini.pth", official_checkpoints["stmfnet-mini"].read_bytes()
+    )
     code = (
         "from vfi_mini.weights import load_model\n"
         "from vfi_mini.errors import WeightsError\n"
@@ -160,7 +172,9 @@ def test_hf_source_from_local_cache_offline(tmp_path, official_checkpoints):
         "except WeightsError as e:\n    print('ERR', e)\n"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "OK stmfnet-mini" in out
     err_line = [line for line in out.splitlines() if line.startswith("ERR")][0]
     assert "hf://vfi-mini/weights/absent.pth" in err_line and str(cache) in err_line
@@ -172,8 +186,9 @@ def test_bad_hf_url():
 
 
 def test_info_json_reports_both_presets():
-    out = subprocess.run([sys.executable, "-m", "vfi_mini", "info", "--json"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "vfi_mini", "info", "--json"], capture_output=True, text=True, check=True
+    ).stdout
     data = json.loads(out)
     assert data["architectures"]["stmfnet"]["parameters"] == 21_028_799
     assert data["architectures"]["stmfnet-mini"]["parameters"] == 1_822_162
@@ -181,7 +196,9 @@ def test_info_json_reports_both_presets():
 
 def test_info_describes_weights_and_rejects_bad_ones(tmp_path, official_checkpoints):
     run = [sys.executable, "-m", "vfi_mini", "info", "--json", "--weights"]
-    out = subprocess.run(run + [str(official_checkpoints["stmfnet"])], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        run + [str(official_checkpoints["stmfnet"])], capture_output=True, text=True, check=True
+    )
     w = json.loads(out.stdout)["weights"]
     assert w["architecture"] == "stmfnet" and w["parameters"] == 21_028_799 and w["loads"] is True
     (tmp_path / "broken.pth").write_bytes(official_checkpoints["stmfnet-mini"].read_bytes()[:5000])

@@ -29,7 +29,13 @@ import torch
 from .errors import UsageError
 from .interpolator import Interpolator, pad_to_multiple
 
-SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160), "4k": (3840, 2160)}
+SIZES = {
+    "480p": (854, 480),
+    "720p": (1280, 720),
+    "1080p": (1920, 1080),
+    "2160p": (3840, 2160),
+    "4k": (3840, 2160),
+}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -160,8 +166,9 @@ def time_pipeline(interp: Interpolator, video: Path, work: Path) -> dict[str, fl
     decode_s = (time.perf_counter() - t0) / max(1, len(decoded))
 
     t0 = time.perf_counter()
-    writer = VideoWriter(work / "encode-only.mp4", info, info.rate * 2, EncodeOptions(), audio=False,
-                         subtitles=False)
+    writer = VideoWriter(
+        work / "encode-only.mp4", info, info.rate * 2, EncodeOptions(), audio=False, subtitles=False
+    )
     try:
         half = Fraction(1, 2) / info.rate
         for f in decoded:
@@ -177,13 +184,26 @@ def time_pipeline(interp: Interpolator, video: Path, work: Path) -> dict[str, fl
     t0 = time.perf_counter()
     result = double_video(video, work / "doubled.mp4", interp, overwrite=True)
     total = time.perf_counter() - t0
-    return {"pipeline_fps": result.output_frames / total, "decode": decode_s, "encode": encode_s,
-            "frames": result.output_frames}
+    return {
+        "pipeline_fps": result.output_frames / total,
+        "decode": decode_s,
+        "encode": encode_s,
+        "frames": result.output_frames,
+    }
 
 
-def run_bench(weights: str | None, arch: str, size: tuple[int, int], device: str = "auto",
-              precision: str = "fp32", threads: int | None = None, runs: int = 5, input_video: str | None = None,
-              pipeline_frames: int = 8, progress: Callable[[str], None] | None = None) -> BenchResult:
+def run_bench(
+    weights: str | None,
+    arch: str,
+    size: tuple[int, int],
+    device: str = "auto",
+    precision: str = "fp32",
+    threads: int | None = None,
+    runs: int = 5,
+    input_video: str | None = None,
+    pipeline_frames: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
     """Measure everything `vfi-mini bench` reports (see the module docstring)."""
     from .models import build_model
     from .weights import load_model
@@ -212,15 +232,25 @@ def run_bench(weights: str | None, arch: str, size: tuple[int, int], device: str
     if input_video or pipeline_frames > 0:
         with tempfile.TemporaryDirectory(prefix="vfi-bench-") as tmp:
             work = Path(tmp)
-            video = Path(input_video) if input_video else _synthetic_clip(work / "clip.mp4", width, height,
-                                                                          pipeline_frames)
+            video = (
+                Path(input_video)
+                if input_video
+                else _synthetic_clip(work / "clip.mp4", width, height, pipeline_frames)
+            )
             say(f"pipeline on {video.name}")
             pipe = time_pipeline(interp, video, work)
     achieved = flops / median / 1e9
     return BenchResult(
-        device=str(dev), precision=precision, width=width, height=height, threads=torch.get_num_threads(),
-        model_seconds_per_frame=median, model_seconds_all=times, gflops_per_frame=flops / 1e9,
-        achieved_gflops_per_s=achieved, machine_conv_gflops_per_s=machine,
+        device=str(dev),
+        precision=precision,
+        width=width,
+        height=height,
+        threads=torch.get_num_threads(),
+        model_seconds_per_frame=median,
+        model_seconds_all=times,
+        gflops_per_frame=flops / 1e9,
+        achieved_gflops_per_s=achieved,
+        machine_conv_gflops_per_s=machine,
         fraction_of_machine=achieved / machine if machine else 0.0,
         pipeline_fps=pipe["pipeline_fps"] if pipe else None,
         decode_seconds_per_frame=pipe["decode"] if pipe else None,
@@ -228,5 +258,6 @@ def run_bench(weights: str | None, arch: str, size: tuple[int, int], device: str
         pipeline_frames=int(pipe["frames"]) if pipe else None,
         peak_rss_mb=_peak_rss_mb(),
         cuda_max_allocated_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
-        torch=torch.__version__, weights=label,
+        torch=torch.__version__,
+        weights=label,
     )

@@ -16,7 +16,7 @@ PREFIX = "hf://"
 
 def parse_hf_url(url: str) -> tuple[str, str, str | None]:
     """Split ``hf://owner/repo/path[@rev]`` into (repo_id, filename, revision)."""
-    rest = url[len(PREFIX):]
+    rest = url[len(PREFIX) :]
     revision = None
     if "@" in rest:
         rest, revision = rest.rsplit("@", 1)

@@ -41,8 +41,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise BackendUnavailable(f"device {device} requested but CUDA is not available on this machine")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BackendUnavailable(f"device {device} requested but only {torch.cuda.device_count()} "
-                                     "CUDA device(s) are present")
+            raise BackendUnavailable(
+                f"device {device} requested but only {torch.cuda.device_count()} CUDA device(s) are present"
+            )
     elif dev.type != "cpu":
         raise BackendUnavailable(f"device type {dev.type!r} is not supported; use cpu or cuda")
     return dev
@@ -94,8 +95,13 @@ class Interpolator:
         threads: CPU threads for PyTorch (None: leave PyTorch's default).
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "auto", precision: str = "fp32",
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        threads: int | None = None,
+    ) -> None:
         self.device = resolve_device(device)
         self.dtype = check_precision(precision, self.device)
         self.precision = precision
@@ -109,8 +115,13 @@ class Interpolator:
         to_channels_last(self.model)
 
     @classmethod
-    def from_weights(cls, weights: str | Path | None = None, device: str | torch.device = "auto",
-                     precision: str = "fp32", threads: int | None = None) -> Interpolator:
+    def from_weights(
+        cls,
+        weights: str | Path | None = None,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        threads: int | None = None,
+    ) -> Interpolator:
         """Load weights (None: the bundled default) and wrap the model. Raises WeightsError."""
         from .weights import load_model
 

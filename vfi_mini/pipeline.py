@@ -116,8 +116,9 @@ def iter_windows(frames: Iterable[T]) -> Iterator[tuple[T, T, T, T]]:
         prev, cur, nxt = cur, nxt, after
 
 
-def _run_model(interpolator: InterpolateFn,
-               windows: list[tuple[Frame, Frame, Frame, Frame]]) -> list[torch.Tensor]:
+def _run_model(
+    interpolator: InterpolateFn, windows: list[tuple[Frame, Frame, Frame, Frame]]
+) -> list[torch.Tensor]:
     """Middle frames for a batch of windows; handles grey (C=1), grey+alpha (2), RGB (3) and RGBA (4)."""
     batch = torch.stack([torch.stack([f.image for f in w]) for w in windows])  # (B, 4, C, H, W)
     b, _, c, h, w = batch.shape
@@ -137,8 +138,9 @@ def _run_model(interpolator: InterpolateFn,
     except (VfiError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - model failures (CUDA OOM, ...) become one-line errors
-        raise ProcessingError(f"interpolation failed on a {w}x{h} frame: {type(exc).__name__}: {exc}"
-                              ) from exc
+        raise ProcessingError(
+            f"interpolation failed on a {w}x{h} frame: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (x.shape[0], 3, h, w):
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ProcessingError(f"the interpolator returned {got}, expected {(x.shape[0], 3, h, w)}")
@@ -173,8 +175,14 @@ class _Tap:
             yield frame
 
 
-def interpolate_stream(frames: Iterable[Frame], interpolator: InterpolateFn, *, batch_size: int = 1,
-                       hold_last: bool = True, default_step: Fraction | None = None) -> Iterator[Frame]:
+def interpolate_stream(
+    frames: Iterable[Frame],
+    interpolator: InterpolateFn,
+    *,
+    batch_size: int = 1,
+    hold_last: bool = True,
+    default_step: Fraction | None = None,
+) -> Iterator[Frame]:
     """Double a stream of frames: each input frame followed by the interpolated frame after it.
 
     Args:
@@ -267,9 +275,15 @@ def _join(thread: threading.Thread) -> None:
         thread.join(0.1)
 
 
-def run_threaded(source: Iterator[Any], transform: Callable[[Iterator[Any]], Iterator[Any]],
-                 sink: Callable[[Any], None], *, queue_size: int = 4, progress: ProgressFn | None = None,
-                 total: int | None = None) -> int:
+def run_threaded(
+    source: Iterator[Any],
+    transform: Callable[[Iterator[Any]], Iterator[Any]],
+    sink: Callable[[Any], None],
+    *,
+    queue_size: int = 4,
+    progress: ProgressFn | None = None,
+    total: int | None = None,
+) -> int:
     """Run `source` in a reader thread and `sink` in a writer thread around `transform`, which runs in the
     calling thread (so Ctrl-C lands there). The stages are joined by bounded queues.
 
@@ -515,10 +529,19 @@ def _device_name(interpolator: Any) -> str | None:
     return str(device) if device is not None else None
 
 
-def double_video(src: str | Path, dst: str | Path, interpolator: InterpolateFn, *,
-                 encode: EncodeOptions | None = None, audio: bool = True, subtitles: bool = True,
-                 overwrite: bool = False, batch_size: int = 1, queue_size: int = 4,
-                 progress: ProgressFn | None = None) -> DoubleResult:
+def double_video(
+    src: str | Path,
+    dst: str | Path,
+    interpolator: InterpolateFn,
+    *,
+    encode: EncodeOptions | None = None,
+    audio: bool = True,
+    subtitles: bool = True,
+    overwrite: bool = False,
+    batch_size: int = 1,
+    queue_size: int = 4,
+    progress: ProgressFn | None = None,
+) -> DoubleResult:
     """Write `dst`: the video `src` at twice its frame rate, other streams copied.
 
     N input frames give 2N output frames at exactly twice the input rate, the last frame held once so
@@ -556,8 +579,16 @@ def double_video(src: str | Path, dst: str | Path, interpolator: InterpolateFn, 
     out_rate = info.rate * 2
     encode = encode or EncodeOptions()
     tmp = _temp_sibling(dst, dst.suffix)
-    log.info("%s: %dx%d %s, %s fps, colour %s -> %s fps", src, info.width, info.height, info.pix_fmt,
-             _rational(info.rate), info.colour.description, _rational(out_rate))
+    log.info(
+        "%s: %dx%d %s, %s fps, colour %s -> %s fps",
+        src,
+        info.width,
+        info.height,
+        info.pix_fmt,
+        _rational(info.rate),
+        info.colour.description,
+        _rational(out_rate),
+    )
     writer: VideoWriter | None = None
     try:
         writer = VideoWriter(tmp, info, out_rate, encode, audio=audio, subtitles=subtitles)
@@ -565,8 +596,9 @@ def double_video(src: str | Path, dst: str | Path, interpolator: InterpolateFn, 
 
         def transform(frames: Iterator[Frame]) -> Iterator[Frame]:
             tap.source = frames
-            return interpolate_stream(tap, interpolator, batch_size=batch_size, hold_last=True,
-                                      default_step=1 / info.rate)
+            return interpolate_stream(
+                tap, interpolator, batch_size=batch_size, hold_last=True, default_step=1 / info.rate
+            )
 
         def sink(frame: Frame) -> None:
             assert writer is not None and frame.time is not None
@@ -594,11 +626,22 @@ def double_video(src: str | Path, dst: str | Path, interpolator: InterpolateFn, 
         last_step = tap.last.time - tap.prev.time
     in_duration = (tap.last.time + (last_step or 1 / info.rate)) - tap.first.time  # type: ignore[operator]
     return DoubleResult(
-        input=src, output=dst, input_frames=tap.count, output_frames=written, input_rate=info.rate,
-        output_rate=out_rate, input_duration=in_duration, output_duration=writer.video_duration,
-        seconds=time.perf_counter() - started, device=_device_name(interpolator), codec=encode.codec,
-        pix_fmt=writer.pix_fmt, audio_copied=len(writer.audio_copied),
-        audio_reencoded=len(writer.audio_reencoded), subtitles_copied=len(writer.subtitles_copied))
+        input=src,
+        output=dst,
+        input_frames=tap.count,
+        output_frames=written,
+        input_rate=info.rate,
+        output_rate=out_rate,
+        input_duration=in_duration,
+        output_duration=writer.video_duration,
+        seconds=time.perf_counter() - started,
+        device=_device_name(interpolator),
+        codec=encode.codec,
+        pix_fmt=writer.pix_fmt,
+        audio_copied=len(writer.audio_copied),
+        audio_reencoded=len(writer.audio_reencoded),
+        subtitles_copied=len(writer.subtitles_copied),
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -647,8 +690,10 @@ def _common_layout(infos: list[ImageInfo]) -> tuple[int, int]:
     first = infos[0]
     for info in infos[1:]:
         if (info.width, info.height) != (first.width, first.height):
-            raise InputError(f"{info.path.name} is {info.width}x{info.height} but {first.path.name} is "
-                             f"{first.width}x{first.height}; all frames must have the same size")
+            raise InputError(
+                f"{info.path.name} is {info.width}x{info.height} but {first.path.name} is "
+                f"{first.width}x{first.height}; all frames must have the same size"
+            )
     channels = max(i.channels for i in infos)
     if channels == 1 and any(i.channels == 3 for i in infos):
         channels = 3
@@ -672,9 +717,17 @@ def _install_dir(tmp: Path, dst: Path) -> None:
     tmp.rmdir()
 
 
-def interpolate_frames(src_dir: str | Path, dst_dir: str | Path, interpolator: InterpolateFn, *,
-                       image_format: str = "png", overwrite: bool = False, batch_size: int = 1,
-                       queue_size: int = 4, progress: ProgressFn | None = None) -> FramesResult:
+def interpolate_frames(
+    src_dir: str | Path,
+    dst_dir: str | Path,
+    interpolator: InterpolateFn,
+    *,
+    image_format: str = "png",
+    overwrite: bool = False,
+    batch_size: int = 1,
+    queue_size: int = 4,
+    progress: ProgressFn | None = None,
+) -> FramesResult:
     """Interpolate an image sequence: N images in `src_dir` give 2N - 1 images in `dst_dir`.
 
     Inputs are PNG/JPEG/TIFF/WebP/BMP files in natural sort order (``frame2`` before ``frame10``). Outputs
@@ -713,8 +766,10 @@ def interpolate_frames(src_dir: str | Path, dst_dir: str | Path, interpolator: I
     out_channels, out_bits = channels, bits
     if image_format == "jpg":
         if channels == 4:
-            log.warning("JPEG has no alpha channel: the alpha of the input frames is dropped "
-                        "(use --format png to keep it)")
+            log.warning(
+                "JPEG has no alpha channel: the alpha of the input frames is dropped "
+                "(use --format png to keep it)"
+            )
             out_channels = 3
         out_bits = 8
     if len(files) == 1:
@@ -739,8 +794,9 @@ def interpolate_frames(src_dir: str | Path, dst_dir: str | Path, interpolator: I
         names.append(name)
 
     try:
-        written = run_threaded(source(), transform, sink, queue_size=queue_size, progress=progress,
-                               total=total)
+        written = run_threaded(
+            source(), transform, sink, queue_size=queue_size, progress=progress, total=total
+        )
         if written != total:
             raise ProcessingError(f"wrote {written} frames, expected {total}")
         _install_dir(tmp, dst_dir)
@@ -748,7 +804,17 @@ def interpolate_frames(src_dir: str | Path, dst_dir: str | Path, interpolator: I
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     first = infos[0]
-    return FramesResult(input=src_dir, output=dst_dir, input_frames=len(files), output_frames=written,
-                        image_format=image_format, width=first.width, height=first.height,
-                        channels=out_channels, bits=out_bits, seconds=time.perf_counter() - started,
-                        device=_device_name(interpolator), files=names)
+    return FramesResult(
+        input=src_dir,
+        output=dst_dir,
+        input_frames=len(files),
+        output_frames=written,
+        image_format=image_format,
+        width=first.width,
+        height=first.height,
+        channels=out_channels,
+        bits=out_bits,
+        seconds=time.perf_counter() - started,
+        device=_device_name(interpolator),
+        files=names,
+    )

@@ -97,11 +97,13 @@ class Checkpoint:
 def _strip_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # Checkpoints saved from DataParallel / DDP wrappers carry a 'module.' prefix on every key.
     if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
+        return {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
-def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, int | None, dict[str, Any]]:
+def _read_raw(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, int | None, dict[str, Any]]:
     if path.suffix == ".safetensors":
         try:
             from safetensors import safe_open
@@ -110,7 +112,9 @@ def _read_raw(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | Non
                 meta = dict(f.metadata() or {})
                 sd = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"cannot read weights file {path}: not a valid safetensors file ({exc})") from exc
+            raise WeightsError(
+                f"cannot read weights file {path}: not a valid safetensors file ({exc})"
+            ) from exc
         cfg = json.loads(meta["model_config"]) if "model_config" in meta else None
         epoch = int(meta["epoch"]) if meta.get("epoch", "").isdigit() else None
         return sd, cfg, epoch, meta
@@ -151,11 +155,15 @@ def infer_config(sd: dict[str, torch.Tensor]) -> STMFNetConfig:
         raise WeightsError(f"kernel head has {taps} outputs, not a square number of AdaCoF taps")
     try:
         return STMFNetConfig(
-            feat_channels=tuple(2 * _shape(sd, f"{fe}.conv{i}.resnext_small.conv3.weight", 0) for i in range(1, 5)),
+            feat_channels=tuple(
+                2 * _shape(sd, f"{fe}.conv{i}.resnext_small.conv3.weight", 0) for i in range(1, 5)
+            ),
             kernel_hidden=_shape(sd, "get_kernel.moduleWeight1_ds.0.weight", 0),
             kernel_size=k,
             grid_channels=tuple(_shape(sd, f"scale_synthesis.lateral_{r}_1.f.1.weight", 0) for r in range(3)),
-            tenet_channels=tuple(_shape(sd, f"{dt}.encoder.layer{i}.0.conv1.0.weight", 0) for i in range(1, 5)),
+            tenet_channels=tuple(
+                _shape(sd, f"{dt}.encoder.layer{i}.0.conv1.0.weight", 0) for i in range(1, 5)
+            ),
             tenet_decoder=(
                 _shape(sd, f"{dt}.decoder.0.conv.0.weight", 0),
                 _shape(sd, f"{dt}.decoder.1.upconv.0.weight", 1),
@@ -192,18 +200,26 @@ def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], where:
     unexpected = [k for k in sd if k not in ours]
     shaped = [k for k in ours if k in sd and tuple(sd[k].shape) != tuple(ours[k].shape)]
     if missing:
-        raise WeightsError(f"{where} does not fit the architecture: missing key '{missing[0]}'"
-                           + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise WeightsError(
+            f"{where} does not fit the architecture: missing key '{missing[0]}'"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if unexpected:
-        raise WeightsError(f"{where} does not fit the architecture: unexpected key '{unexpected[0]}'"
-                           + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+        raise WeightsError(
+            f"{where} does not fit the architecture: unexpected key '{unexpected[0]}'"
+            + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
+        )
     if shaped:
         k = shaped[0]
-        raise WeightsError(f"{where} does not fit the architecture: key '{k}' has shape "
-                           f"{tuple(sd[k].shape)}, expected {tuple(ours[k].shape)}")
+        raise WeightsError(
+            f"{where} does not fit the architecture: key '{k}' has shape "
+            f"{tuple(sd[k].shape)}, expected {tuple(ours[k].shape)}"
+        )
 
 
-def load_model(source: str | Path | None = None, config: STMFNetConfig | None = None) -> tuple[STMFNet, Checkpoint]:
+def load_model(
+    source: str | Path | None = None, config: STMFNetConfig | None = None
+) -> tuple[STMFNet, Checkpoint]:
     """Build the model a weights file describes and load it strictly. `source` None: bundled default.
 
     Args:
@@ -224,7 +240,9 @@ def load_model(source: str | Path | None = None, config: STMFNetConfig | None = 
     return model.eval(), ckpt
 
 
-def save_weights(model: STMFNet, path: str | Path, epoch: int = 0, metadata: dict[str, str] | None = None) -> Path:
+def save_weights(
+    model: STMFNet, path: str | Path, epoch: int = 0, metadata: dict[str, str] | None = None
+) -> Path:
     """Write weights in the official format (``.pth``) or as ``.safetensors``.
 
     The architecture is stored with the weights unless it is a preset (so official-format files written

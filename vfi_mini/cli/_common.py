@@ -52,8 +52,10 @@ def handle_errors(func: F) -> F:
         except Exception as exc:  # noqa: BLE001 - last line of defence for batch pipelines
             if debug_enabled():
                 raise
-            fail(f"internal error: {type(exc).__name__}: {exc} (set VFI_MINI_DEBUG=1 for a traceback)",
-                 EXIT_ERROR)
+            fail(
+                f"internal error: {type(exc).__name__}: {exc} (set VFI_MINI_DEBUG=1 for a traceback)",
+                EXIT_ERROR,
+            )
 
     return wrapper  # type: ignore[return-value]
 

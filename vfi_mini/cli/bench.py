@@ -10,39 +10,85 @@ from ._common import echo_json, handle_errors, setup_logging
 
 @cli.command()
 @click.option("--size", default="480p", show_default=True, help="480p (854x480), 720p, 1080p, 2160p or WxH.")
-@click.option("-w", "--weights", metavar="FILE", help="Weights to time (default: a random initialisation of --arch).")
-@click.option("--arch", default="stmfnet-mini", show_default=True, help="Architecture when no --weights is given.")
+@click.option(
+    "-w", "--weights", metavar="FILE", help="Weights to time (default: a random initialisation of --arch)."
+)
+@click.option(
+    "--arch", default="stmfnet-mini", show_default=True, help="Architecture when no --weights is given."
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "bf16"]))
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: PyTorch's choice).")
-@click.option("--frames", "runs", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Timed model runs after one warm-up (the median is reported).")
-@click.option("--input", "input_video", type=click.Path(exists=True, dir_okay=False),
-              help="Time the pipeline on this video instead of a synthetic clip of --pipeline-frames frames.")
-@click.option("--pipeline-frames", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Frames of the synthetic clip for the pipeline timing (0: skip the pipeline).")
+@click.option(
+    "--frames",
+    "runs",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Timed model runs after one warm-up (the median is reported).",
+)
+@click.option(
+    "--input",
+    "input_video",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Time the pipeline on this video instead of a synthetic clip of --pipeline-frames frames.",
+)
+@click.option(
+    "--pipeline-frames",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Frames of the synthetic clip for the pipeline timing (0: skip the pipeline).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 @handle_errors
-def bench(size: str, weights: str | None, arch: str, device: str, precision: str, threads: int | None, runs: int,
-          input_video: str | None, pipeline_frames: int, as_json: bool, quiet: bool) -> None:
+def bench(
+    size: str,
+    weights: str | None,
+    arch: str,
+    device: str,
+    precision: str,
+    threads: int | None,
+    runs: int,
+    input_video: str | None,
+    pipeline_frames: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Time the model and the whole `double` pipeline, and compare with this machine's conv throughput."""
     from ..bench import parse_size, run_bench
 
     setup_logging(quiet)
     say = None if quiet else (lambda msg: click.echo(f"vfi-mini bench: {msg}", err=True))
-    r = run_bench(weights, arch, parse_size(size), device=device, precision=precision, threads=threads, runs=runs,
-                  input_video=input_video, pipeline_frames=pipeline_frames, progress=say)
+    r = run_bench(
+        weights,
+        arch,
+        parse_size(size),
+        device=device,
+        precision=precision,
+        threads=threads,
+        runs=runs,
+        input_video=input_video,
+        pipeline_frames=pipeline_frames,
+        progress=say,
+    )
     if as_json:
         echo_json(r.to_dict())
         return
     click.echo(f"{r.width}x{r.height} on {r.device}, {r.precision}, {r.threads} threads ({r.weights})")
-    click.echo(f"  model: {r.model_seconds_per_frame:.3f} s per interpolated frame (median of {len(r.model_seconds_all)})")
-    click.echo(f"  compute: {r.gflops_per_frame:.1f} GFLOP per frame, {r.achieved_gflops_per_s:.1f} GFLOP/s achieved, "
-               f"machine conv {r.machine_conv_gflops_per_s:.1f} GFLOP/s ({100 * r.fraction_of_machine:.0f}%)")
+    click.echo(
+        f"  model: {r.model_seconds_per_frame:.3f} s per interpolated frame (median of {len(r.model_seconds_all)})"
+    )
+    click.echo(
+        f"  compute: {r.gflops_per_frame:.1f} GFLOP per frame, {r.achieved_gflops_per_s:.1f} GFLOP/s achieved, "
+        f"machine conv {r.machine_conv_gflops_per_s:.1f} GFLOP/s ({100 * r.fraction_of_machine:.0f}%)"
+    )
     if r.pipeline_fps is not None:
-        click.echo(f"  pipeline: {r.pipeline_fps:.2f} output fps over {r.pipeline_frames} frames; decode "
-                   f"{1000 * r.decode_seconds_per_frame:.1f} ms/frame, encode {1000 * r.encode_seconds_per_frame:.1f} ms/frame")
+        click.echo(
+            f"  pipeline: {r.pipeline_fps:.2f} output fps over {r.pipeline_frames} frames; decode "
+            f"{1000 * r.decode_seconds_per_frame:.1f} ms/frame, encode {1000 * r.encode_seconds_per_frame:.1f} ms/frame"
+        )
     mem = f"  memory: peak RSS {r.peak_rss_mb:.0f} MB"
     if r.cuda_max_allocated_mb is not None:
         mem += f", CUDA max allocated {r.cuda_max_allocated_mb:.0f} MB"

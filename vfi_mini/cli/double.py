@@ -67,29 +67,43 @@ def progress_bar(enabled: bool, unit: str = "frame") -> Iterator[Any]:
 
 def model_options(func: Any) -> Any:
     """--weights, --device, --precision, --threads (shared with `frames`)."""
-    func = click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-                        help="CPU threads for the model (default: PyTorch's choice).")(func)
-    func = click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
-                        show_default=True, help="Model precision (fp16 needs CUDA).")(func)
-    func = click.option("--device", default="auto", show_default=True, metavar="DEVICE",
-                        help=DEVICE_HELP)(func)
-    func = click.option("--weights", "-w", metavar="FILE", default=None,
-                        help="Weights file (default: the bundled weights).")(func)
+    func = click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="CPU threads for the model (default: PyTorch's choice).",
+    )(func)
+    func = click.option(
+        "--precision",
+        type=click.Choice(["fp32", "fp16", "bf16"]),
+        default="fp32",
+        show_default=True,
+        help="Model precision (fp16 needs CUDA).",
+    )(func)
+    func = click.option("--device", default="auto", show_default=True, metavar="DEVICE", help=DEVICE_HELP)(
+        func
+    )
+    func = click.option(
+        "--weights", "-w", metavar="FILE", default=None, help="Weights file (default: the bundled weights)."
+    )(func)
     return func
 
 
 def output_options(func: Any) -> Any:
     """-y, -q, -v, --json (shared with `frames`)."""
-    func = click.option("--json", "as_json", is_flag=True,
-                        help="Print one JSON summary line on stdout at the end.")(func)
+    func = click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON summary line on stdout at the end."
+    )(func)
     func = click.option("-v", "--verbose", is_flag=True, help="Log more (debug).")(func)
     func = click.option("-q", "--quiet", is_flag=True, help="No progress bar, no warnings.")(func)
     func = click.option("-y", "--overwrite", is_flag=True, help="Replace an existing output.")(func)
     return func
 
 
-def _parse_encoder_opts(ctx: click.Context, param: click.Parameter,
-                        values: tuple[str, ...]) -> dict[str, str]:
+def _parse_encoder_opts(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
     options: dict[str, str] = {}
     for value in values:
         key, sep, val = value.partition("=")
@@ -101,25 +115,61 @@ def _parse_encoder_opts(ctx: click.Context, param: click.Parameter,
 
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=Path),
-              help="Output video; the extension picks the container (.mp4, .mkv, .mov, ...).")
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output video; the extension picks the container (.mp4, .mkv, .mov, ...).",
+)
 @model_options
 @click.option("--codec", default="libx264", show_default=True, help="Video encoder.")
-@click.option("--crf", type=click.FloatRange(min=0), default=None,
-              help="Constant-quality factor (default 18 for encoders that have one).")
+@click.option(
+    "--crf",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Constant-quality factor (default 18 for encoders that have one).",
+)
 @click.option("--preset", default=None, help="Encoder preset (default medium for libx264/libx265).")
-@click.option("--pix-fmt", default=None, metavar="FMT",
-              help="Output pixel format (default: the input's, if the encoder supports it).")
-@click.option("-e", "--encoder-opt", "encoder_opts", multiple=True, metavar="KEY=VALUE",
-              callback=_parse_encoder_opts, help="Extra encoder option; repeatable (e.g. -e tune=film).")
+@click.option(
+    "--pix-fmt",
+    default=None,
+    metavar="FMT",
+    help="Output pixel format (default: the input's, if the encoder supports it).",
+)
+@click.option(
+    "-e",
+    "--encoder-opt",
+    "encoder_opts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_parse_encoder_opts,
+    help="Extra encoder option; repeatable (e.g. -e tune=film).",
+)
 @click.option("--no-audio", is_flag=True, help="Leave the audio streams out.")
 @click.option("--no-subs", is_flag=True, help="Leave the subtitle streams out.")
 @output_options
 @handle_errors
-def double(input_path: Path, output_path: Path, weights: str | None, device: str, precision: str,
-           threads: int | None, codec: str, crf: float | None, preset: str | None, pix_fmt: str | None,
-           encoder_opts: dict[str, str], no_audio: bool, no_subs: bool, overwrite: bool, quiet: bool,
-           verbose: bool, as_json: bool) -> None:
+def double(
+    input_path: Path,
+    output_path: Path,
+    weights: str | None,
+    device: str,
+    precision: str,
+    threads: int | None,
+    codec: str,
+    crf: float | None,
+    preset: str | None,
+    pix_fmt: str | None,
+    encoder_opts: dict[str, str],
+    no_audio: bool,
+    no_subs: bool,
+    overwrite: bool,
+    quiet: bool,
+    verbose: bool,
+    as_json: bool,
+) -> None:
     """Write OUTPUT: the video INPUT at twice its frame rate.
 
     \b
@@ -147,12 +197,23 @@ def double(input_path: Path, output_path: Path, weights: str | None, device: str
     check_output_file(input_path, output_path, overwrite=overwrite)
     interpolator = load_interpolator(weights, device, precision, threads)
     with progress_bar(enabled=not quiet) as progress:
-        result = double_video(input_path, output_path, interpolator, encode=encode, audio=not no_audio,
-                              subtitles=not no_subs, overwrite=overwrite, progress=progress)
+        result = double_video(
+            input_path,
+            output_path,
+            interpolator,
+            encode=encode,
+            audio=not no_audio,
+            subtitles=not no_subs,
+            overwrite=overwrite,
+            progress=progress,
+        )
     if as_json:
         echo_json(result.to_dict())
     elif not quiet:
         d = result.to_dict()
-        click.echo(f"vfi-mini: wrote {output_path}: {d['input_frames']} -> {d['output_frames']} frames, "
-                   f"{d['input_rate']} -> {d['output_rate']} fps, {d['seconds']:.1f} s "
-                   f"({d['fps']:.2f} frames/s on {d['device'] or 'cpu'})", err=True)
+        click.echo(
+            f"vfi-mini: wrote {output_path}: {d['input_frames']} -> {d['output_frames']} frames, "
+            f"{d['input_rate']} -> {d['output_rate']} fps, {d['seconds']:.1f} s "
+            f"({d['fps']:.2f} frames/s on {d['device'] or 'cpu'})",
+            err=True,
+        )

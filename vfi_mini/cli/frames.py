@@ -13,16 +13,38 @@ from ._common import echo_json, handle_errors, setup_logging
 
 @cli.command()
 @click.argument("input_dir", metavar="DIR", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "output_dir", required=True, type=click.Path(path_type=Path),
-              help="Output directory (created if missing).")
-@click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True,
-              help="Output image format.")
+@click.option(
+    "-o",
+    "--out",
+    "output_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output directory (created if missing).",
+)
+@click.option(
+    "--format",
+    "image_format",
+    type=click.Choice(["png", "jpg"]),
+    default="png",
+    show_default=True,
+    help="Output image format.",
+)
 @_double.model_options
 @_double.output_options
 @handle_errors
-def frames(input_dir: Path, output_dir: Path, image_format: str, weights: str | None, device: str,
-           precision: str, threads: int | None, overwrite: bool, quiet: bool, verbose: bool,
-           as_json: bool) -> None:
+def frames(
+    input_dir: Path,
+    output_dir: Path,
+    image_format: str,
+    weights: str | None,
+    device: str,
+    precision: str,
+    threads: int | None,
+    overwrite: bool,
+    quiet: bool,
+    verbose: bool,
+    as_json: bool,
+) -> None:
     """Interpolate the images in DIR and write them with the new frames to --out.
 
     \b
@@ -46,11 +68,19 @@ def frames(input_dir: Path, output_dir: Path, image_format: str, weights: str | 
     check_output_dir(input_dir, output_dir, overwrite=overwrite)
     interpolator = _double.load_interpolator(weights, device, precision, threads)
     with _double.progress_bar(enabled=not quiet) as progress:
-        result = interpolate_frames(input_dir, output_dir, interpolator, image_format=image_format,
-                                    overwrite=overwrite, progress=progress)
+        result = interpolate_frames(
+            input_dir,
+            output_dir,
+            interpolator,
+            image_format=image_format,
+            overwrite=overwrite,
+            progress=progress,
+        )
     if as_json:
         echo_json(result.to_dict())
     elif not quiet:
-        click.echo(f"vfi-mini: wrote {result.output_frames} frames to {output_dir} "
-                   f"({result.seconds:.1f} s, {result.fps:.2f} frames/s on {result.device or 'cpu'})",
-                   err=True)
+        click.echo(
+            f"vfi-mini: wrote {result.output_frames} frames to {output_dir} "
+            f"({result.seconds:.1f} s, {result.fps:.2f} frames/s on {result.device or 'cpu'})",
+            err=True,
+        )

@@ -34,7 +34,9 @@ def gather_info(weights: str | None) -> dict:
 
 
 @cli.command()
-@click.option("--weights", "-w", metavar="FILE", help="Describe this weights file (path, bundled name or hf://...).")
+@click.option(
+    "--weights", "-w", metavar="FILE", help="Describe this weights file (path, bundled name or hf://...)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @handle_errors
 def info(weights: str | None, as_json: bool) -> None:
@@ -54,8 +56,10 @@ def info(weights: str | None, as_json: bool) -> None:
     click.echo("bundled weights:")
     for p in data["bundled_weights"] or ["(none yet)"]:
         click.echo(f"  {p}")
-    click.echo(f"devices: cpu ({data['cpu_threads']} threads)"
-               + "".join(f", cuda:{i} {n}" for i, n in enumerate(data["cuda_devices"])))
+    click.echo(
+        f"devices: cpu ({data['cpu_threads']} threads)"
+        + "".join(f", cuda:{i} {n}" for i, n in enumerate(data["cuda_devices"]))
+    )
     click.echo(f"op backends: {', '.join(data['op_backends'])}")
     if "weights" in data:
         w = data["weights"]

@@ -24,13 +24,30 @@ from .video import SWS_FLAGS, _ffmpeg_message
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
 # (channels, bits) -> the pixel format frames are read into (native little-endian for numpy).
-_READ_FORMAT = {(1, 8): "gray", (1, 16): "gray16le", (3, 8): "rgb24", (3, 16): "rgb48le",
-                (4, 8): "rgba", (4, 16): "rgba64le"}
+_READ_FORMAT = {
+    (1, 8): "gray",
+    (1, 16): "gray16le",
+    (3, 8): "rgb24",
+    (3, 16): "rgb48le",
+    (4, 8): "rgba",
+    (4, 16): "rgba64le",
+}
 # (channels, bits) -> the PNG encoder's pixel format.
-_PNG_FORMAT = {(1, 8): "gray", (1, 16): "gray16be", (3, 8): "rgb24", (3, 16): "rgb48be",
-               (4, 8): "rgba", (4, 16): "rgba64be"}
-_MATRIX = {1: Colorspace.ITU709, 5: Colorspace.ITU601, 6: Colorspace.ITU601, 9: Colorspace.BT2020,
-           10: Colorspace.BT2020}
+_PNG_FORMAT = {
+    (1, 8): "gray",
+    (1, 16): "gray16be",
+    (3, 8): "rgb24",
+    (3, 16): "rgb48be",
+    (4, 8): "rgba",
+    (4, 16): "rgba64be",
+}
+_MATRIX = {
+    1: Colorspace.ITU709,
+    5: Colorspace.ITU601,
+    6: Colorspace.ITU601,
+    9: Colorspace.BT2020,
+    10: Colorspace.BT2020,
+}
 _JPEG_QUALITY = 2  # ffmpeg -q:v scale: 2 is near-transparent
 _FF_QP2LAMBDA = 118
 
@@ -52,8 +69,11 @@ def list_images(directory: str | Path) -> list[Path]:
         raise InputError(f"input directory not found: {directory}")
     if not directory.is_dir():
         raise InputError(f"input is not a directory: {directory}")
-    files = [p for p in directory.iterdir()
-             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
     if not files:
         raise InputError(f"{directory} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return sorted(files, key=lambda p: natural_key(p.name))
@@ -124,11 +144,15 @@ def _to_array(frame: av.VideoFrame, channels: int, bits: int) -> np.ndarray:
     if not fmt.is_rgb and any(c.is_chroma for c in fmt.components):
         full = int(frame.color_range) == 2 or fmt.name.startswith("yuvj")
         matrix = _MATRIX.get(int(frame.colorspace), Colorspace.ITU601)
-        args = dict(src_colorspace=matrix, dst_colorspace=matrix,
-                    src_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
-                    dst_color_range=ColorRange.JPEG)
-    out = VideoReformatter().reformat(frame, format=_READ_FORMAT[(channels, bits)], interpolation=SWS_FLAGS,
-                                      **args)
+        args = dict(
+            src_colorspace=matrix,
+            dst_colorspace=matrix,
+            src_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
+            dst_color_range=ColorRange.JPEG,
+        )
+    out = VideoReformatter().reformat(
+        frame, format=_READ_FORMAT[(channels, bits)], interpolation=SWS_FLAGS, **args
+    )
     array = out.to_ndarray()
     if array.ndim == 2:
         array = array[..., None]
@@ -169,16 +193,21 @@ def write_image(path: str | Path, array: np.ndarray, image_format: str | None = 
         array = array[..., None]
     channels = array.shape[2]
     bits = 16 if array.dtype == np.uint16 else 8
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array if channels > 1 else array[..., 0]),
-                                       format=_READ_FORMAT[(channels, bits)])
+    frame = av.VideoFrame.from_ndarray(
+        np.ascontiguousarray(array if channels > 1 else array[..., 0]), format=_READ_FORMAT[(channels, bits)]
+    )
     if image_format == "png":
         codec, pix_fmt = "png", _PNG_FORMAT[(channels, bits)]
         frame = frame.reformat(format=pix_fmt)
     elif image_format in ("jpg", "jpeg"):
         codec, pix_fmt = "mjpeg", "yuvj444p"
-        frame = frame.reformat(format=pix_fmt, dst_colorspace=Colorspace.ITU601,
-                               src_color_range=ColorRange.JPEG, dst_color_range=ColorRange.JPEG,
-                               interpolation=SWS_FLAGS)
+        frame = frame.reformat(
+            format=pix_fmt,
+            dst_colorspace=Colorspace.ITU601,
+            src_color_range=ColorRange.JPEG,
+            dst_color_range=ColorRange.JPEG,
+            interpolation=SWS_FLAGS,
+        )
     else:
         raise ValueError(f"unsupported image format {image_format!r}")
     frame.pts = 0

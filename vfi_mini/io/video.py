@@ -44,8 +44,12 @@ from ..errors import InputError, ProcessingError, UsageError
 log = logging.getLogger(__name__)
 
 RGB16 = "rgb48le"
-SWS_FLAGS = (Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
-             | Interpolation.FULL_CHR_H_INP)
+SWS_FLAGS = (
+    Interpolation.BICUBIC
+    | Interpolation.ACCURATE_RND
+    | Interpolation.FULL_CHR_H_INT
+    | Interpolation.FULL_CHR_H_INP
+)
 
 # FFmpeg AVColorSpace values -> the swscale matrix that implements them.
 _MATRIX = {
@@ -57,8 +61,13 @@ _MATRIX = {
     9: Colorspace.BT2020,  # BT.2020 non-constant luminance
     10: Colorspace.BT2020,  # constant luminance: closest swscale has
 }
-_MATRIX_NAMES = {Colorspace.ITU709: "bt709", Colorspace.ITU601: "bt601", Colorspace.FCC: "fcc",
-                 Colorspace.SMPTE240M: "smpte240m", Colorspace.BT2020: "bt2020"}
+_MATRIX_NAMES = {
+    Colorspace.ITU709: "bt709",
+    Colorspace.ITU601: "bt601",
+    Colorspace.FCC: "fcc",
+    Colorspace.SMPTE240M: "smpte240m",
+    Colorspace.BT2020: "bt2020",
+}
 _SPC_RGB, _SPC_UNSPECIFIED = 0, 2
 _RANGE_UNSPECIFIED, _RANGE_LIMITED, _RANGE_FULL = 0, 1, 2
 
@@ -66,16 +75,37 @@ DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
 # Encoders whose time base must fit in 16 bits (or a fixed rate list): they get 1/rate, not 1/(2*tb).
-_COARSE_TIME_BASE = {"mpeg4", "h263", "h263p", "mpeg1video", "mpeg2video", "msmpeg4", "msmpeg4v2",
-                     "msmpeg4v3", "wmv1", "wmv2", "flv"}
+_COARSE_TIME_BASE = {
+    "mpeg4",
+    "h263",
+    "h263p",
+    "mpeg1video",
+    "mpeg2video",
+    "msmpeg4",
+    "msmpeg4v2",
+    "msmpeg4v3",
+    "wmv1",
+    "wmv2",
+    "flv",
+}
 # Encoders that take `preset` names like libx264's (others name presets differently or use numbers).
 _X26X_PRESETS = {"libx264", "libx264rgb", "libx265"}
 # Encoder options that choose a rate control of their own.
 _RATE_CONTROL = {"crf", "qp", "b", "q", "cq", "global_quality", "qscale"}
 # Tags that describe the old file, not the new one.
-_STALE_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands", "duration",
-               "number_of_frames", "number_of_bytes", "bps", "statistics_writing_app",
-               "statistics_writing_date_utc", "statistics_tags"}
+_STALE_TAGS = {
+    "encoder",
+    "major_brand",
+    "minor_version",
+    "compatible_brands",
+    "duration",
+    "number_of_frames",
+    "number_of_bytes",
+    "bps",
+    "statistics_writing_app",
+    "statistics_writing_date_utc",
+    "statistics_tags",
+}
 
 _IDENTITY_MATRIX = (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
 
@@ -233,15 +263,13 @@ def _open_input(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except av.FFmpegError as exc:
-        raise InputError(f"cannot read {path}: not a media file or damaged "
-                         f"({_ffmpeg_message(exc)})") from exc
+        raise InputError(f"cannot read {path}: not a media file or damaged ({_ffmpeg_message(exc)})") from exc
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _pick_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
-    streams = [s for s in container.streams.video
-               if not s.disposition & av.stream.Disposition.attached_pic]
+    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not streams:
         what = " (it only holds audio)" if container.streams.audio else ""
         raise InputError(f"{path} has no video stream{what}")
@@ -318,8 +346,11 @@ def probe_video(path: str | Path) -> VideoInfo:
             rate = snap_rate(rate)
         if rate is None:
             rate = Fraction(25)
-            log.warning("%s does not state a frame rate; assuming 25 fps for the rate tag (timestamps "
-                        "are kept as they are)", path)
+            log.warning(
+                "%s does not state a frame rate; assuming 25 fps for the rate tag (timestamps "
+                "are kept as they are)",
+                path,
+            )
         if stream.duration:
             duration: Fraction | None = stream.duration * tb
         elif _tag_duration(stream.metadata) is not None:
@@ -356,8 +387,9 @@ def probe_video(path: str | Path) -> VideoInfo:
         container.close()
 
 
-def _decode(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-            path: Path) -> Iterator[av.VideoFrame]:
+def _decode(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: Path
+) -> Iterator[av.VideoFrame]:
     """Frames in presentation order. A packet the decoder rejects is skipped with a warning (as ffmpeg
     does); a file that cannot be read any further ends the stream with a warning."""
     skipped = 0
@@ -372,8 +404,11 @@ def _decode(container: av.container.InputContainer, stream: av.video.stream.Vide
                 continue
             yield from frames
     except av.FFmpegError as exc:
-        log.warning("%s: stopped reading at a damaged part (%s); the rest of the video is lost",
-                    path, _ffmpeg_message(exc))
+        log.warning(
+            "%s: stopped reading at a damaged part (%s); the rest of the video is lost",
+            path,
+            _ffmpeg_message(exc),
+        )
     if skipped > 1:
         log.warning("%s: skipped %d undecodable video packets in all", path, skipped)
 
@@ -404,17 +439,22 @@ class _ToRgb:
         c = info.colour
         self._yuv_args: dict[str, Any] = {}
         if c.matrix is not None:
-            self._yuv_args = dict(src_colorspace=c.matrix, dst_colorspace=c.matrix,
-                                  src_color_range=ColorRange.JPEG if c.full_range else ColorRange.MPEG,
-                                  dst_color_range=ColorRange.JPEG)
+            self._yuv_args = dict(
+                src_colorspace=c.matrix,
+                dst_colorspace=c.matrix,
+                src_color_range=ColorRange.JPEG if c.full_range else ColorRange.MPEG,
+                dst_color_range=ColorRange.JPEG,
+            )
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         args = self._yuv_args if not frame.format.is_rgb else {}
         if args and frame.format.chroma_width(frame.width) * frame.format.chroma_height(frame.height) != (
-                frame.width * frame.height):
+            frame.width * frame.height
+        ):
             frame = _plain_copy(frame)
-        rgb = self._reformatter.reformat(frame, width=self._size[0], height=self._size[1], format=RGB16,
-                                         interpolation=SWS_FLAGS, **args)
+        rgb = self._reformatter.reformat(
+            frame, width=self._size[0], height=self._size[1], format=RGB16, interpolation=SWS_FLAGS, **args
+        )
         return rgb.to_ndarray()
 
 
@@ -453,8 +493,12 @@ def decode_frames(path: str | Path, info: VideoInfo | None = None) -> Iterator[D
                 time = (prev + step) if prev is not None else Fraction(0)
                 fixed += 1
                 if fixed == 1:
-                    log.warning("%s: frame %d has a missing or non-increasing timestamp; placing it one "
-                                "frame interval after the previous frame", path, index)
+                    log.warning(
+                        "%s: frame %d has a missing or non-increasing timestamp; placing it one "
+                        "frame interval after the previous frame",
+                        path,
+                        index,
+                    )
             prev = time
             duration = frame.duration * tb if frame.duration else None
             yield DecodedFrame(rgb=to_rgb(frame), time=time, duration=duration, index=index)
@@ -475,8 +519,10 @@ def check_output_format(path: str | Path) -> str:
     try:
         container = av.open(str(path), mode="w")
     except ValueError as exc:
-        raise UsageError(f"cannot tell the container format from the name {Path(path).name!r}; "
-                         "use an extension such as .mp4, .mkv or .mov") from exc
+        raise UsageError(
+            f"cannot tell the container format from the name {Path(path).name!r}; "
+            "use an extension such as .mp4, .mkv or .mov"
+        ) from exc
     try:
         return container.format.name
     finally:
@@ -487,8 +533,9 @@ def _codec_formats(codec: str) -> list[str]:
     try:
         formats = av.Codec(codec, "w").video_formats
     except (ValueError, av.FFmpegError) as exc:  # UnknownCodecError is a ValueError
-        raise UsageError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9 or ffv1)"
-                         ) from exc
+        raise UsageError(
+            f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9 or ffv1)"
+        ) from exc
     return [f.name for f in formats] if formats else []
 
 
@@ -516,20 +563,29 @@ def choose_pix_fmt(source: VideoInfo, codec: str, requested: str | None = None) 
     if source.width % 2 or source.height % 2:
         sub = want.replace("yuv420p", "yuv444p").replace("yuv422p", "yuv444p").replace("nv12", "yuv444p")
         if sub != want:
-            log.warning("%dx%d has an odd side, which %s cannot store; encoding %s instead",
-                        source.width, source.height, want, sub)
+            log.warning(
+                "%dx%d has an odd side, which %s cannot store; encoding %s instead",
+                source.width,
+                source.height,
+                want,
+                sub,
+            )
             want = sub
     if not supported or want in supported:
         return want
     depth = source.bit_depth
-    choices = ["yuv420p"] if depth <= 8 else [f"yuv420p{d}le" for d in (10, 12) if d >= depth] + [
-        "yuv420p10le", "yuv420p12le", "yuv420p"]
+    choices = (
+        ["yuv420p"]
+        if depth <= 8
+        else [f"yuv420p{d}le" for d in (10, 12) if d >= depth] + ["yuv420p10le", "yuv420p12le", "yuv420p"]
+    )
     if source.width % 2 or source.height % 2:
         choices = [c.replace("yuv420p", "yuv444p") for c in choices] + choices
     for candidate in choices:
         if candidate in supported:
-            log.warning("%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt,
-                        candidate)
+            log.warning(
+                "%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt, candidate
+            )
             return candidate
     log.warning("%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt, supported[0])
     return supported[0]
@@ -556,8 +612,11 @@ def _container_accepts(format_name: str, template: av.stream.Stream) -> bool:
 
 
 def _clean_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in tags.items()
-            if k.lower() not in _STALE_TAGS and not k.lower().startswith("_statistics")}
+    return {
+        k: v
+        for k, v in tags.items()
+        if k.lower() not in _STALE_TAGS and not k.lower().startswith("_statistics")
+    }
 
 
 def _describe_stream(stream: av.stream.Stream) -> str:
@@ -588,9 +647,16 @@ class VideoWriter:
         InputError: the source cannot be reopened.
     """
 
-    def __init__(self, path: str | Path, source: VideoInfo, rate: Fraction,
-                 encode: EncodeOptions | None = None, *, audio: bool = True,
-                 subtitles: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        source: VideoInfo,
+        rate: Fraction,
+        encode: EncodeOptions | None = None,
+        *,
+        audio: bool = True,
+        subtitles: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.source = source
         self.rate = Fraction(rate)
@@ -655,8 +721,12 @@ class VideoWriter:
         c = src.colour
         if out_fmt.is_rgb:
             matrix = None
-            tags = dict(colorspace=_SPC_RGB, color_range=_RANGE_FULL,
-                        color_primaries=c.color_primaries, color_trc=c.color_trc)
+            tags = dict(
+                colorspace=_SPC_RGB,
+                color_range=_RANGE_FULL,
+                color_primaries=c.color_primaries,
+                color_trc=c.color_trc,
+            )
             full = True
         else:
             # An RGB source going to YUV needs a matrix; tag the one used.
@@ -668,15 +738,23 @@ class VideoWriter:
                 full, color_range = True, _RANGE_FULL
             elif full and color_range == _RANGE_UNSPECIFIED:
                 color_range = _RANGE_FULL  # yuvj input written as yuv: keep the range as a tag
-            tags = dict(colorspace=colorspace, color_range=color_range,
-                        color_primaries=c.color_primaries, color_trc=c.color_trc)
+            tags = dict(
+                colorspace=colorspace,
+                color_range=color_range,
+                color_primaries=c.color_primaries,
+                color_trc=c.color_trc,
+            )
         for name, value in tags.items():
             setattr(ctx, name, value)
         self._frame_tags = tags
         self._to_yuv: dict[str, Any] = {}
         if matrix is not None:
-            self._to_yuv = dict(src_colorspace=matrix, dst_colorspace=matrix, src_color_range=ColorRange.JPEG,
-                                dst_color_range=ColorRange.JPEG if full else ColorRange.MPEG)
+            self._to_yuv = dict(
+                src_colorspace=matrix,
+                dst_colorspace=matrix,
+                src_color_range=ColorRange.JPEG,
+                dst_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
+            )
         self._reformatter = VideoReformatter()
 
         user = {str(k): str(v) for k, v in opts.options.items()}
@@ -686,8 +764,10 @@ class VideoWriter:
         own_rate_control = bool(_RATE_CONTROL & set(user))
         if opts.crf is not None or ("crf" in private and not own_rate_control):
             if "crf" not in private:
-                raise UsageError(f"{codec} has no --crf setting; pass its own rate control with "
-                                 "--encoder-opt (for example b=4M)")
+                raise UsageError(
+                    f"{codec} has no --crf setting; pass its own rate control with "
+                    "--encoder-opt (for example b=4M)"
+                )
             crf = DEFAULT_CRF if opts.crf is None else opts.crf
             options["crf"] = f"{crf:g}"
             if codec.startswith("libvpx") and "b" not in user:
@@ -709,8 +789,10 @@ class VideoWriter:
         try:
             ctx.open()
         except (av.FFmpegError, ValueError) as exc:
-            raise UsageError(f"cannot open the {codec} encoder with {self.pix_fmt} {src.width}x{src.height} "
-                             f"and options {options} ({_ffmpeg_message(exc)})") from exc
+            raise UsageError(
+                f"cannot open the {codec} encoder with {self.pix_fmt} {src.width}x{src.height} "
+                f"and options {options} ({_ffmpeg_message(exc)})"
+            ) from exc
         unused = sorted(set(ctx.options) & set(user))
         if unused:
             raise UsageError(f"{codec} does not know the encoder option(s) {', '.join(unused)}")
@@ -738,8 +820,11 @@ class VideoWriter:
                     self.audio_reencoded.append(stream.index)
             elif stream.type in ("subtitle", "attachment") and subtitles:
                 if stream.type == "attachment" and fmt != "matroska":
-                    log.warning("%s (a font or file attached to the subtitles) cannot be stored in %s files; "
-                                "dropped", what, self.path.suffix or fmt)
+                    log.warning(
+                        "%s (a font or file attached to the subtitles) cannot be stored in %s files; dropped",
+                        what,
+                        self.path.suffix or fmt,
+                    )
                     continue
                 if stream.type == "subtitle" and not _container_accepts(fmt, stream):
                     log.warning("%s cannot be stored in %s files; dropped", what, self.path.suffix or fmt)
@@ -781,8 +866,11 @@ class VideoWriter:
         finally:
             probe.close()
         if not codec:
-            log.warning("%s cannot be stored in %s files and there is no audio codec to re-encode it to; "
-                        "dropped", what, self.path.suffix or fmt)
+            log.warning(
+                "%s cannot be stored in %s files and there is no audio codec to re-encode it to; dropped",
+                what,
+                self.path.suffix or fmt,
+            )
             return None
         rate = stream.codec_context.sample_rate or 48000
         rates = av.Codec(codec, "w").audio_rates
@@ -792,11 +880,20 @@ class VideoWriter:
             out = self._out.add_stream(codec, rate=rate)
             out.layout = stream.codec_context.layout
         except (ValueError, av.FFmpegError) as exc:
-            log.warning("%s cannot be stored in %s files and re-encoding it to %s failed (%s); dropped",
-                        what, self.path.suffix or fmt, codec, exc)
+            log.warning(
+                "%s cannot be stored in %s files and re-encoding it to %s failed (%s); dropped",
+                what,
+                self.path.suffix or fmt,
+                codec,
+                exc,
+            )
             return None
-        log.warning("%s cannot be copied into %s files; re-encoding it to %s", what, self.path.suffix or fmt,
-                    out.codec_context.name)
+        log.warning(
+            "%s cannot be copied into %s files; re-encoding it to %s",
+            what,
+            self.path.suffix or fmt,
+            out.codec_context.name,
+        )
         return out
 
     # -- other streams -------------------------------------------------------------------------------
@@ -822,8 +919,11 @@ class VideoWriter:
                         for out_packet in out.encode(frame):
                             yield out_packet, self._packet_time(out_packet)
         except av.FFmpegError as exc:
-            log.warning("%s: stopped copying audio/subtitles at a damaged part (%s)", self.source.path,
-                        _ffmpeg_message(exc))
+            log.warning(
+                "%s: stopped copying audio/subtitles at a damaged part (%s)",
+                self.source.path,
+                _ffmpeg_message(exc),
+            )
         for kind, out, _ in self._plan.values():
             if kind == "encode":
                 for out_packet in out.encode(None):
@@ -890,8 +990,9 @@ class VideoWriter:
             duration: display duration in seconds (sets the last frame's length in the file).
         """
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=RGB16)
-        frame = self._reformatter.reformat(frame, format=self.pix_fmt, interpolation=SWS_FLAGS,
-                                           **self._to_yuv)
+        frame = self._reformatter.reformat(
+            frame, format=self.pix_fmt, interpolation=SWS_FLAGS, **self._to_yuv
+        )
         pts = round(Fraction(time) / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
@@ -906,8 +1007,9 @@ class VideoWriter:
         try:
             packets = self._video.encode(frame)
         except av.FFmpegError as exc:
-            raise ProcessingError(f"encoding frame {self.frames_written} failed "
-                                  f"({_ffmpeg_message(exc)})") from exc
+            raise ProcessingError(
+                f"encoding frame {self.frames_written} failed ({_ffmpeg_message(exc)})"
+            ) from exc
         self._mux_video(packets)
         self.frames_written += 1
 

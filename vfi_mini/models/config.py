@@ -54,8 +54,10 @@ class STMFNetConfig:
         if self.kernel_hidden < 1 or self.tenet_fuse < 1:
             problems.append("kernel_hidden and tenet_fuse must be positive")
         if self.kernel_size < 1 or self.dilation < 1 or ((self.kernel_size - 1) * self.dilation) % 2:
-            problems.append(f"kernel_size {self.kernel_size} with dilation {self.dilation} needs an even "
-                            "(K-1)*D for symmetric padding")
+            problems.append(
+                f"kernel_size {self.kernel_size} with dilation {self.dilation} needs an even "
+                "(K-1)*D for symmetric padding"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -23,8 +23,9 @@ class ResNextBlock(nn.Module):
         if down:
             self.conv2 = nn.Conv2d(inner, inner, kernel, stride, (kernel - 1) // 2, groups=GROUPS, bias=False)
         else:
-            self.conv2 = nn.ConvTranspose2d(inner, inner, kernel, stride, (kernel - stride) // 2,
-                                            groups=GROUPS, bias=False)
+            self.conv2 = nn.ConvTranspose2d(
+                inner, inner, kernel, stride, (kernel - stride) // 2, groups=GROUPS, bias=False
+            )
         self.bn2 = nn.BatchNorm2d(inner)
         self.conv3 = nn.Conv2d(inner, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
@@ -51,8 +52,9 @@ class SEBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         hidden = channels // 16
-        self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True),
-                                nn.Linear(hidden, channels), nn.Sigmoid())
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.fc(x.mean(dim=(2, 3)))  # (B, C)

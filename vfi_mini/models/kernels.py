@@ -12,14 +12,18 @@ KINDS = ("Weight", "Alpha", "Beta")
 
 def _head(cin: int, hidden: int, taps: int, upsample: int, softmax: bool) -> nn.Sequential:
     layers: list[nn.Module] = [
-        nn.Conv2d(cin, hidden, 3, 1, 1), nn.ReLU(inplace=False),
-        nn.Conv2d(hidden, hidden, 3, 1, 1), nn.ReLU(inplace=False),
+        nn.Conv2d(cin, hidden, 3, 1, 1),
+        nn.ReLU(inplace=False),
+        nn.Conv2d(hidden, hidden, 3, 1, 1),
+        nn.ReLU(inplace=False),
         nn.Conv2d(hidden, taps, 3, 1, 1),
     ]
     if upsample > 1:
-        layers += [nn.ReLU(inplace=False),
-                   nn.Upsample(scale_factor=upsample, mode="bilinear", align_corners=True),
-                   nn.Conv2d(taps, taps, 3, 1, 1)]
+        layers += [
+            nn.ReLU(inplace=False),
+            nn.Upsample(scale_factor=upsample, mode="bilinear", align_corners=True),
+            nn.Conv2d(taps, taps, 3, 1, 1),
+        ]
     if softmax:
         layers.append(nn.Softmax(dim=1))
     return nn.Sequential(*layers)
@@ -38,8 +42,9 @@ class KernelEstimation(nn.Module):
         for scale, up in zip(SCALES, (1, 2, 4)):
             for frame in (1, 2):
                 for kind in KINDS:
-                    self.add_module(f"module{kind}{frame}{scale}",
-                                    _head(cin, hidden, taps, up, softmax=kind == "Weight"))
+                    self.add_module(
+                        f"module{kind}{frame}{scale}", _head(cin, hidden, taps, up, softmax=kind == "Weight")
+                    )
 
     def forward(self, feat: torch.Tensor) -> list[torch.Tensor]:
         return [module(feat) for module in self.children()]
@@ -82,4 +87,3 @@ class Upsampler8Tap(nn.Module):
         # Sub-pixel order (dy, dx) = (0,0), (0,1), (1,0), (1,1) as pixel_shuffle expects.
         stacked = torch.stack([x, horiz, vert, diag], dim=2).reshape(b, c * 4, h, w)
         return F.pixel_shuffle(stacked, 2)
-

@@ -28,8 +28,17 @@ class Extractor(nn.Module):
         super().__init__()
         cin = 3
         for name, c in zip(("netOne", "netTwo", "netThr", "netFou", "netFiv", "netSix"), EXTRACTOR_WIDTHS):
-            self.add_module(name, nn.Sequential(nn.Conv2d(cin, c, 3, 2, 1), _lrelu(), nn.Conv2d(c, c, 3, 1, 1),
-                                                _lrelu(), nn.Conv2d(c, c, 3, 1, 1), _lrelu()))
+            self.add_module(
+                name,
+                nn.Sequential(
+                    nn.Conv2d(cin, c, 3, 2, 1),
+                    _lrelu(),
+                    nn.Conv2d(c, c, 3, 1, 1),
+                    _lrelu(),
+                    nn.Conv2d(c, c, 3, 1, 1),
+                    _lrelu(),
+                ),
+            )
             cin = c
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -60,8 +69,9 @@ class Decoder(nn.Module):
         self.netSix = nn.Sequential(nn.Conv2d(width, 2, 3, 1, 1))
         self.level = level
 
-    def forward(self, f1: torch.Tensor, f2: torch.Tensor,
-                previous: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, f1: torch.Tensor, f2: torch.Tensor, previous: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if previous is None:
             feat = F.leaky_relu(correlation(f1, f2), 0.1)
         else:

@@ -72,8 +72,14 @@ class STMFNet(nn.Module):
         z2 = self.metric(im2, im1, flow_2_0)
         return [softsplat(im1, 0.5 * flow_0_2, z0), softsplat(im2, 0.5 * flow_2_0, z2)]
 
-    def forward(self, im0: torch.Tensor, im1: torch.Tensor, im2: torch.Tensor, im3: torch.Tensor,
-                return_maps: bool = False) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self,
+        im0: torch.Tensor,
+        im1: torch.Tensor,
+        im2: torch.Tensor,
+        im3: torch.Tensor,
+        return_maps: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Middle frame (B, 3, H, W); with `return_maps`, also the 18 AdaCoF maps (for flow distillation)."""
         h, w = im1.shape[-2:]
         m = self.config.size_multiple
@@ -81,7 +87,9 @@ class STMFNet(nn.Module):
             raise ValueError(f"frame size {w}x{h} is not a multiple of {m}; pad the frames first")
         # The feature extractor's input must be in NCHW layout: PyTorch 2.13's oneDNN backward of its first
         # 1x1 stride-2 projection (6 input channels) corrupts the heap for channels-last inputs.
-        feat = self.feature_extractor(torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous())
+        feat = self.feature_extractor(
+            torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous()
+        )
         maps = self.get_kernel(feat)  # 18 maps, see KernelEstimation
 
         # Candidates per scale; for each frame the maps are (Weight, Alpha, Beta).
@@ -90,7 +98,7 @@ class STMFNet(nn.Module):
         rows = []
         for s, images in enumerate((ds, (im1, im2), us)):
             base = 6 * s
-            rows.append([self._adacof(images[f], maps[base + 3 * f: base + 3 * f + 3]) for f in (0, 1)])
+            rows.append([self._adacof(images[f], maps[base + 3 * f : base + 3 * f + 3]) for f in (0, 1)])
         row_ds, row_1, row_us = rows
         if self.config.flow:
             row_1 = row_1 + self._flow_candidates(im1, im2)

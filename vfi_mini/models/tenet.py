@@ -16,7 +16,7 @@ def _shifted_stack(x: torch.Tensor, shifts: tuple[int, ...]) -> torch.Tensor:
     b, c, t, h, w = x.shape
     pad = max(abs(s) for s in shifts)
     xp = F.pad(x, (0, 0, 0, 0, pad, pad))
-    parts = [xp[:, :, pad + s: pad + s + t] for s in shifts]
+    parts = [xp[:, :, pad + s : pad + s + t] for s in shifts]
     return torch.cat(parts, dim=1).transpose(1, 2).reshape(b * t, len(shifts) * c, h, w)
 
 
@@ -35,8 +35,9 @@ class Conv3d(nn.Conv3d):
         b, _, t = x.shape[:3]
         shifts = tuple(range(-pt, kt - pt))
         weight = self.weight.transpose(1, 2).flatten(1, 2)  # (O, kt*I, kh, kw), tap-major like the stack
-        y = F.conv2d(_shifted_stack(x, shifts), weight, self.bias, self.stride[1:], self.padding[1:],
-                     self.dilation[1:])
+        y = F.conv2d(
+            _shifted_stack(x, shifts), weight, self.bias, self.stride[1:], self.padding[1:], self.dilation[1:]
+        )
         return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
 
@@ -45,15 +46,29 @@ class ConvTranspose3d(nn.ConvTranspose3d):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         kt, st, pt = self.kernel_size[0], self.stride[0], self.padding[0]
-        if (output_size is not None or st != 1 or self.groups != 1 or self.dilation[0] != 1
-                or self.output_padding[0] != 0 or (kt, pt) != (3, 1)):
+        if (
+            output_size is not None
+            or st != 1
+            or self.groups != 1
+            or self.dilation[0] != 1
+            or self.output_padding[0] != 0
+            or (kt, pt) != (3, 1)
+        ):
             return super().forward(x, output_size)
         b, _, t = x.shape[:3]
         # Output frame t receives input frame t + pad - k through temporal tap k.
         shifts = tuple(pt - k for k in range(kt))
         weight = self.weight.permute(2, 0, 1, 3, 4).flatten(0, 1)  # (kt*I, O, kh, kw), tap-major
-        y = F.conv_transpose2d(_shifted_stack(x, shifts), weight, self.bias, self.stride[1:], self.padding[1:],
-                               self.output_padding[1:], 1, self.dilation[1:])
+        y = F.conv_transpose2d(
+            _shifted_stack(x, shifts),
+            weight,
+            self.bias,
+            self.stride[1:],
+            self.padding[1:],
+            self.output_padding[1:],
+            1,
+            self.dilation[1:],
+        )
         return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
 
@@ -71,8 +86,9 @@ class SEGating(nn.Module):
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: tuple[int, int, int] = (1, 1, 1)) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(Conv3d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm3d(cout),
-                                   nn.ReLU(inplace=True))
+        self.conv1 = nn.Sequential(
+            Conv3d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)
+        )
         self.conv2 = nn.Sequential(Conv3d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm3d(cout))
         self.fg = SEGating(cout)
         self.downsample: nn.Module | None = None
@@ -91,8 +107,11 @@ class R3DEncoder(nn.Module):
     def __init__(self, widths: tuple[int, int, int, int]) -> None:
         super().__init__()
         w0, w1, w2, w3 = widths
-        self.stem = nn.Sequential(Conv3d(3, w0, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
-                                  nn.BatchNorm3d(w0), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            Conv3d(3, w0, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
+            nn.BatchNorm3d(w0),
+            nn.ReLU(inplace=True),
+        )
         self.layer1 = nn.Sequential(BasicBlock(w0, w0), BasicBlock(w0, w0))
         self.layer2 = nn.Sequential(BasicBlock(w0, w1, (1, 2, 2)), BasicBlock(w1, w1))
         self.layer3 = nn.Sequential(BasicBlock(w1, w2, (1, 2, 2)), BasicBlock(w2, w2))
@@ -123,16 +142,24 @@ class UpConv3dBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.upconv = nn.Sequential(ConvTranspose3d(cin, cout, (3, 4, 4), (1, 2, 2), (1, 1, 1), bias=True),
-                                    SEGating(cout), nn.BatchNorm3d(cout))
+        self.upconv = nn.Sequential(
+            ConvTranspose3d(cin, cout, (3, 4, 4), (1, 2, 2), (1, 1, 1), bias=True),
+            SEGating(cout),
+            nn.BatchNorm3d(cout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.upconv(x)
 
 
 class UNet3d18(nn.Module):
-    def __init__(self, enc: tuple[int, int, int, int], dec: tuple[int, int, int, int, int], fuse: int,
-                 n_frames: int = 5) -> None:
+    def __init__(
+        self,
+        enc: tuple[int, int, int, int],
+        dec: tuple[int, int, int, int, int],
+        fuse: int,
+        n_frames: int = 5,
+    ) -> None:
         super().__init__()
         self.encoder = R3DEncoder(enc)
         self.decoder = nn.Sequential(
@@ -142,7 +169,9 @@ class UNet3d18(nn.Module):
             Conv3dBlock(dec[2] + enc[0], dec[3]),
             UpConv3dBlock(dec[3] + enc[0], dec[4]),
         )
-        self.feature_fuse = nn.Sequential(nn.Conv2d(dec[4] * n_frames, fuse, 1, bias=False), nn.BatchNorm2d(fuse))
+        self.feature_fuse = nn.Sequential(
+            nn.Conv2d(dec[4] * n_frames, fuse, 1, bias=False), nn.BatchNorm2d(fuse)
+        )
         self.outconv = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(fuse, 3, 7))
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 

@@ -347,8 +347,9 @@ def compute_dtypes(*tensors: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
     return out, (torch.float64 if out == torch.float64 else torch.float32)
 
 
-def use_cupy(backend: str, op: str, device: torch.device, dtype: torch.dtype,
-             probe: Callable[[torch.device], Probe]) -> bool:
+def use_cupy(
+    backend: str, op: str, device: torch.device, dtype: torch.dtype, probe: Callable[[torch.device], Probe]
+) -> bool:
     """Decide whether an op call runs the CuPy kernel.
 
     Args:
@@ -371,14 +372,19 @@ def use_cupy(backend: str, op: str, device: torch.device, dtype: torch.dtype,
     if backend == "cupy":
         if cupy is None:
             raise BackendUnavailable(
-                f"{op}: backend 'cupy' requested but CuPy is not installed; {_INSTALL_HINT}")
+                f"{op}: backend 'cupy' requested but CuPy is not installed; {_INSTALL_HINT}"
+            )
         if device.type != "cuda":
             raise BackendUnavailable(f"{op}: backend 'cupy' needs CUDA tensors, got tensors on {device}")
         return True
     if backend != "auto":
         raise ValueError(f"{op}: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    return (cupy is not None and device.type == "cuda" and dtype == torch.float32
-            and self_check(op, device, probe))
+    return (
+        cupy is not None
+        and device.type == "cuda"
+        and dtype == torch.float32
+        and self_check(op, device, probe)
+    )
 
 
 def self_check(op: str, device: torch.device, probe: Callable[[torch.device], Probe]) -> bool:
@@ -404,8 +410,12 @@ def self_check(op: str, device: torch.device, probe: Callable[[torch.device], Pr
     except Exception as exc:  # noqa: BLE001 - compile/driver errors come in many types; all mean "fall back".
         ok, reason = False, f"{type(exc).__name__}: {exc}"
     if not ok:
-        logger.warning("CuPy %s kernel failed its self-check on %s (%s); using the PyTorch implementation",
-                       op, device, reason)
+        logger.warning(
+            "CuPy %s kernel failed its self-check on %s (%s); using the PyTorch implementation",
+            op,
+            device,
+            reason,
+        )
     _verdicts[key] = ok
     return ok
 
@@ -433,8 +443,25 @@ class _AdaCoF(torch.autograd.Function):
         b, c, hp, wp = image.shape
         kk, h, w = weight.shape[1:]
         grad_w, grad_a, grad_b = (torch.empty_like(weight) for _ in range(3))
-        _launch("adacof_backward", weight.numel(), grad_out.contiguous(), image, weight, alpha, beta,
-                grad_w, grad_a, grad_b, c, h, w, hp, wp, math.isqrt(kk), ctx.dilation)
+        _launch(
+            "adacof_backward",
+            weight.numel(),
+            grad_out.contiguous(),
+            image,
+            weight,
+            alpha,
+            beta,
+            grad_w,
+            grad_a,
+            grad_b,
+            c,
+            h,
+            w,
+            hp,
+            wp,
+            math.isqrt(kk),
+            ctx.dilation,
+        )
         return None, grad_w, grad_a, grad_b, None
 
 
@@ -486,8 +513,9 @@ class _Correlation(torch.autograd.Function):
         return grads[0], grads[1], None
 
 
-def adacof(image: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-           dilation: int) -> torch.Tensor:
+def adacof(
+    image: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation: int
+) -> torch.Tensor:
     """AdaCoF kernel; float32 contiguous CUDA tensors with the shapes of `vfi_mini.ops.adacof`."""
     return _AdaCoF.apply(image, weight, alpha, beta, dilation)
 
@@ -497,7 +525,8 @@ def sumsplat(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return _SumSplat.apply(image, flow)
 
 
-def correlation(f1: torch.Tensor, f2: torch.Tensor,
-                torch_impl: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def correlation(
+    f1: torch.Tensor, f2: torch.Tensor, torch_impl: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """Correlation kernel (B, C, H, W) x 2 -> (B, 81, H, W); `torch_impl` provides the backward."""
     return _Correlation.apply(f1, f2, torch_impl)

@@ -80,19 +80,24 @@ def _check_shapes(image, weight, alpha, beta, dilation) -> int:
     if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
         raise ValueError(f"adacof: dilation must be an int >= 1, got {dilation!r}")
     if image.dim() != 4 or weight.dim() != 4:
-        raise ValueError(f"adacof: expected 4-D image and maps, got {tuple(image.shape)} and "
-                         f"{tuple(weight.shape)}")
+        raise ValueError(
+            f"adacof: expected 4-D image and maps, got {tuple(image.shape)} and {tuple(weight.shape)}"
+        )
     if alpha.shape != weight.shape or beta.shape != weight.shape:
-        raise ValueError(f"adacof: weight {tuple(weight.shape)}, alpha {tuple(alpha.shape)} and beta "
-                         f"{tuple(beta.shape)} must have the same shape")
+        raise ValueError(
+            f"adacof: weight {tuple(weight.shape)}, alpha {tuple(alpha.shape)} and beta "
+            f"{tuple(beta.shape)} must have the same shape"
+        )
     b, kk, h, w = weight.shape
     k = math.isqrt(kk)
     if k * k != kk or kk == 0:
         raise ValueError(f"adacof: weight has {kk} channels, which is not K*K for an integer K")
     pad = (k - 1) * dilation
     if image.shape[0] != b or image.shape[2:] != (h + pad, w + pad):
-        raise ValueError(f"adacof: image {tuple(image.shape)} does not fit maps {tuple(weight.shape)} with "
-                         f"K={k}, dilation={dilation}: expected ({b}, C, {h + pad}, {w + pad})")
+        raise ValueError(
+            f"adacof: image {tuple(image.shape)} does not fit maps {tuple(weight.shape)} with "
+            f"K={k}, dilation={dilation}: expected ({b}, C, {h + pad}, {w + pad})"
+        )
     return k
 
 
@@ -179,8 +184,9 @@ class _AdaCoFFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         image, weight, alpha, beta = ctx.saved_tensors
-        grads = _adacof_backward(grad_out.contiguous(), image, weight, alpha, beta, ctx.dilation,
-                                 ctx.needs_input_grad[1:4])
+        grads = _adacof_backward(
+            grad_out.contiguous(), image, weight, alpha, beta, ctx.dilation, ctx.needs_input_grad[1:4]
+        )
         return None, *grads, None
 
 
@@ -189,8 +195,9 @@ def _probe(device: torch.device):
     gen = torch.Generator().manual_seed(0)
     k, d, h, w = 3, 2, 9, 13
     image = torch.rand(2, 3, h + (k - 1) * d, w + (k - 1) * d, generator=gen).to(device)
-    maps = [torch.rand(2, k * k, h, w, generator=gen)] + [4 * torch.randn(2, k * k, h, w, generator=gen)
-                                                         for _ in range(2)]
+    maps = [torch.rand(2, k * k, h, w, generator=gen)] + [
+        4 * torch.randn(2, k * k, h, w, generator=gen) for _ in range(2)
+    ]
     grad = torch.randn(2, 3, h, w, generator=gen).to(device)
     results = []
     for impl in (_cupy.adacof, _AdaCoFFunction.apply):

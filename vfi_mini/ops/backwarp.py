@@ -33,8 +33,9 @@ def backwarp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         ValueError: flow not (B, 2, H, W) for image's batch size.
     """
     if image.dim() != 4 or flow.dim() != 4 or flow.shape[:2] != (image.shape[0], 2):
-        raise ValueError(f"backwarp: flow {tuple(flow.shape)} must be (B, 2, H, W) for image "
-                         f"{tuple(image.shape)}")
+        raise ValueError(
+            f"backwarp: flow {tuple(flow.shape)} must be (B, 2, H, W) for image {tuple(image.shape)}"
+        )
     out_dtype, dtype = _cupy.compute_dtypes(image, flow)
     image, flow = image.to(dtype), flow.to(dtype)
     b, _, hi, wi = image.shape
@@ -44,7 +45,12 @@ def backwarp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     grid_x = hor + flow[:, 0] / ((wi - 1.0) / 2.0)  # (B, H, W)
     grid_y = ver + flow[:, 1] / ((hi - 1.0) / 2.0)
     grid = torch.stack([grid_x, grid_y], -1)  # (B, H, W, 2)
-    sampled = F.grid_sample(torch.cat([image, image.new_ones(b, 1, hi, wi)], 1), grid,
-                            mode="bilinear", padding_mode="zeros", align_corners=False)
+    sampled = F.grid_sample(
+        torch.cat([image, image.new_ones(b, 1, hi, wi)], 1),
+        grid,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )
     mask = (sampled[:, -1:] > 0.999).to(dtype)  # constant: upstream's in-place masking passes no gradient
     return (sampled[:, :-1] * mask).to(out_dtype)

@@ -36,8 +36,10 @@ def softsplat(
     """
     for name, t, channels in (("flow", flow, 2), ("metric", metric, 1)):
         if image.dim() != 4 or t.shape != (image.shape[0], channels, *image.shape[2:]):
-            raise ValueError(f"softsplat: {name} {tuple(t.shape)} must be (B, {channels}, H, W) for image "
-                             f"{tuple(image.shape)}")
+            raise ValueError(
+                f"softsplat: {name} {tuple(t.shape)} must be (B, {channels}, H, W) for image "
+                f"{tuple(image.shape)}"
+            )
     out_dtype, dtype = _cupy.compute_dtypes(image, flow, metric)
     image, flow, metric = (t.to(dtype) for t in (image, flow, metric))
     weight = metric.exp()

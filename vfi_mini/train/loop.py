@@ -41,7 +41,7 @@ from ..interpolator import PAD_MULTIPLE, check_precision, pad_to_multiple, resol
 from ..metrics import psnr, ssim_matlab
 from ..models import PRESETS, STMFNet, STMFNetConfig, build_model, count_parameters
 from ..weights import load_model, save_weights
-from .losses import LapLoss, get_loss
+from .losses import get_loss
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,9 @@ class EpochSampler:
         self.epoch, self.pos = int(s["epoch"]), int(s["pos"])
 
 
-def _fetch(dataset: Dataset, items: list[tuple[int, int]], fixed_augment: bool = False) -> dict[str, torch.Tensor]:
+def _fetch(
+    dataset: Dataset, items: list[tuple[int, int]], fixed_augment: bool = False
+) -> dict[str, torch.Tensor]:
     """Stack the samples (epoch, index); `fixed_augment` gives every epoch the crops of epoch 0."""
     samples = []
     for epoch, idx in items:
@@ -249,8 +251,9 @@ class TeacherCache:
         key = digest.hexdigest()
         return self.dir / key[:2] / f"{key}.pt"
 
-    def __call__(self, frames: torch.Tensor, teacher: Callable[[torch.Tensor], dict[str, torch.Tensor]]
-                 ) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, frames: torch.Tensor, teacher: Callable[[torch.Tensor], dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         paths = [self._key(f) for f in frames]
         found: dict[int, dict[str, torch.Tensor]] = {}
         for i, p in enumerate(paths):
@@ -272,8 +275,10 @@ class TeacherCache:
                 os.replace(tmp, paths[i])
                 found[i] = entry
         keys = found[0].keys()
-        return {k: torch.stack([found[i][k] for i in range(len(paths))]).to(frames.device, torch.float32)
-                for k in keys}
+        return {
+            k: torch.stack([found[i][k] for i in range(len(paths))]).to(frames.device, torch.float32)
+            for k in keys
+        }
 
 
 def _load_teacher(path: str) -> tuple[str, torch.nn.Module]:
@@ -294,8 +299,9 @@ def _load_teacher(path: str) -> tuple[str, torch.nn.Module]:
     return "stmfnet", model
 
 
-def effective_displacement(weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-                           dilation: int) -> torch.Tensor:
+def effective_displacement(
+    weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation: int
+) -> torch.Tensor:
     """Weight-averaged AdaCoF sampling displacement: sum_t w_t * (tap_t + offset_t), in pixels.
 
     weight, alpha, beta: (B, K*K, H, W). Returns (B, 2, H, W) with channel 0 horizontal (x) and channel 1
@@ -312,7 +318,9 @@ def effective_displacement(weight: torch.Tensor, alpha: torch.Tensor, beta: torc
     return torch.cat([dx, dy], dim=1)
 
 
-def flow_distillation_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Tensor], dilation: int) -> torch.Tensor:
+def flow_distillation_loss(
+    maps: list[torch.Tensor], teacher: dict[str, torch.Tensor], dilation: int
+) -> torch.Tensor:
     """L1 between the student's AdaCoF displacement and the teacher's flow at the three scales.
 
     Sum-reduced over pixels (like the Lap loss) and averaged over the six maps, so a weight around 0.01
@@ -321,10 +329,14 @@ def flow_distillation_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Te
     total = maps[0].new_zeros(())
     for s, scale in enumerate((0.5, 1.0, 2.0)):
         for f, key in enumerate(("flow_t0", "flow_t1")):
-            w, a, b = maps[6 * s + 3 * f: 6 * s + 3 * f + 3]
+            w, a, b = maps[6 * s + 3 * f : 6 * s + 3 * f + 3]
             disp = effective_displacement(w, a, b, dilation)
-            target = torch.nn.functional.interpolate(teacher[key], size=disp.shape[-2:], mode="bilinear",
-                                                     align_corners=False) * scale
+            target = (
+                torch.nn.functional.interpolate(
+                    teacher[key], size=disp.shape[-2:], mode="bilinear", align_corners=False
+                )
+                * scale
+            )
             total = total + (disp - target).abs().sum() * (scale * scale) ** -1
     return total / 6
 
@@ -332,7 +344,9 @@ def flow_distillation_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Te
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-def validate(model: STMFNet, samples: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, float]:
+def validate(
+    model: STMFNet, samples: list[dict[str, torch.Tensor]], device: torch.device
+) -> dict[str, float]:
     """Mean PSNR / SSIM (spec §10) of the model and of frame blending on fixed validation samples."""
     was_training = model.training
     model.eval()
@@ -378,8 +392,9 @@ def _schedule_lr(cfg: TrainConfig, step: int, plateau_decays: int) -> float:
     return cfg.lr
 
 
-def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = None,
-          resume: bool = False) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = None, resume: bool = False
+) -> dict[str, Any]:
     """Run (or resume) training as configured; returns a summary. See the module docstring."""
     device = resolve_device(cfg.device)
     amp_dtype = check_precision(cfg.precision, device)
@@ -417,7 +432,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
     if d.world > 1:
         # find_unused_parameters: GridNet's dead row-0 blocks (see gridnet.py) never get gradients.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
 
     dataset = _make_datasets(cfg.data, cfg.crop, cfg.seed, "train")
     if dataset is None:
@@ -430,6 +446,7 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
 
     def teach(frames: torch.Tensor) -> dict[str, torch.Tensor]:  # only called when there is a teacher
         return cache(frames, teacher) if cache is not None else teacher(frames)  # type: ignore[misc]
+
     loss_fn = get_loss(cfg.loss)
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
@@ -449,8 +466,16 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
         torch.set_rng_state(st["rng"])
     elif d.main:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "config.json").write_text(json.dumps({"train": cfg.to_dict(), "model_config": arch.to_dict(),
-                                                     "parameters": count_parameters(model)}, indent=2))
+        (run / "config.json").write_text(
+            json.dumps(
+                {
+                    "train": cfg.to_dict(),
+                    "model_config": arch.to_dict(),
+                    "parameters": count_parameters(model),
+                },
+                indent=2,
+            )
+        )
 
     steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * d.world))
     max_steps = cfg.max_steps
@@ -466,10 +491,21 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
         if not d.main:
             return
         tmp = state_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.state(),
-                    "sampler_t": sampler_t.state() if sampler_t else None, "step": step, "best": best,
-                    "plateau_decays": plateau_decays, "since_best": since_best, "elapsed": elapsed(),
-                    "rng": torch.get_rng_state()}, tmp)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "sampler": sampler.state(),
+                "sampler_t": sampler_t.state() if sampler_t else None,
+                "step": step,
+                "best": best,
+                "plateau_decays": plateau_decays,
+                "since_best": since_best,
+                "elapsed": elapsed(),
+                "rng": torch.get_rng_state(),
+            },
+            tmp,
+        )
         os.replace(tmp, state_path)
         _atomic_save_weights(model, run / "last.pth", step)
 
@@ -504,7 +540,8 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
     try:
         # The time budget counts this invocation only, so `--resume --time-budget 2h` trains 2 more hours.
         while (max_steps is None or step < max_steps) and (
-                cfg.time_budget is None or time.monotonic() - t_start < cfg.time_budget):
+            cfg.time_budget is None or time.monotonic() - t_start < cfg.time_budget
+        ):
             lr = _schedule_lr(cfg, step, plateau_decays)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -523,10 +560,13 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
                 terms["gt"] = cfg.alpha * terms["gt"]
                 terms["teacher"] = loss_fn(pred, t_out["frame"].float())
                 if want_maps and "flow_t0" in t_out:
-                    terms["flow"] = cfg.flow_distill * flow_distillation_loss([m.float() for m in maps], t_out,
-                                                                              arch.dilation)
+                    terms["flow"] = cfg.flow_distill * flow_distillation_loss(
+                        [m.float() for m in maps], t_out, arch.dilation
+                    )
             if teacher_only is not None and sampler_t is not None and teacher is not None:
-                tf = _fetch(teacher_only, sampler_t.take(cfg.batch_size), cache is not None)["frames"].to(device)
+                tf = _fetch(teacher_only, sampler_t.take(cfg.batch_size), cache is not None)["frames"].to(
+                    device
+                )
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
                     tp = ddp_model(*[f.contiguous(memory_format=fmt) for f in tf.unbind(1)]).float()
                 terms["teacher_only"] = loss_fn(tp, teach(tf)["frame"].float())
@@ -541,11 +581,17 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
             window_n += 1
             if step % cfg.log_every == 0 or step == max_steps:
                 now = time.monotonic()
-                log_row({"step": step, "loss": window_loss / window_n,
-                         **{f"loss_{k}": v / window_n for k, v in window_terms.items()}, "lr": lr,
-                         "elapsed": round(elapsed(), 1),
-                         "samples_per_s": window_n * cfg.batch_size * d.world / max(1e-9, now - window_t),
-                         "epoch": sampler.epoch})
+                log_row(
+                    {
+                        "step": step,
+                        "loss": window_loss / window_n,
+                        **{f"loss_{k}": v / window_n for k, v in window_terms.items()},
+                        "lr": lr,
+                        "elapsed": round(elapsed(), 1),
+                        "samples_per_s": window_n * cfg.batch_size * d.world / max(1e-9, now - window_t),
+                        "epoch": sampler.epoch,
+                    }
+                )
                 window_loss, window_n, window_t, window_terms = 0.0, 0, now, {}
             if val_samples and (step % cfg.val_every == 0):
                 run_validation()
@@ -554,9 +600,16 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
             if step % cfg.ckpt_every == 0:
                 save_state()
         if window_n:  # the last partial logging window
-            log_row({"step": step, "loss": window_loss / window_n,
-                     **{f"loss_{k}": v / window_n for k, v in window_terms.items()}, "lr": lr,
-                     "elapsed": round(elapsed(), 1), "epoch": sampler.epoch})
+            log_row(
+                {
+                    "step": step,
+                    "loss": window_loss / window_n,
+                    **{f"loss_{k}": v / window_n for k, v in window_terms.items()},
+                    "lr": lr,
+                    "elapsed": round(elapsed(), 1),
+                    "epoch": sampler.epoch,
+                }
+            )
         if val_samples and last_val_step != step:  # every run ends with a validation
             run_validation()
     except KeyboardInterrupt:
@@ -567,8 +620,13 @@ def train(cfg: TrainConfig, progress: Callable[[dict[str, Any]], None] | None = 
     save_state()
     if d.world > 1:
         dist.barrier()
-    summary = {"step": step, "interrupted": interrupted, "best_val_psnr": best if best > -math.inf else None,
-               "elapsed": round(elapsed(), 1), "run_dir": str(run)}
+    summary = {
+        "step": step,
+        "interrupted": interrupted,
+        "best_val_psnr": best if best > -math.inf else None,
+        "elapsed": round(elapsed(), 1),
+        "run_dir": str(run),
+    }
     if cache is not None:
         summary["teacher_cache"] = {"hits": cache.hits, "misses": cache.misses}
     if interrupted:
@@ -594,4 +652,3 @@ def _atomic_save_weights(model: STMFNet, path: Path, step: int) -> None:
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     save_weights(model, tmp, epoch=step)
     os.replace(tmp, path)
-
