@@ -46,6 +46,7 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("-w", "--weights", action="append", default=[], help="a model to add (repeatable)")
     p.add_argument("--no-baselines", action="store_true", help="models only (plus blend, for the margin)")
+    p.add_argument("--rife", metavar="FLOWNET_PKL", help="add the RIFE 4.25 teacher (from I1, I2) as a reference")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument(
@@ -110,6 +111,12 @@ def main() -> int:
             w, device=args.device, precision=args.precision, threads=args.threads
         )
         models.append(label)
+    if args.rife:
+        from vfi_mini.teachers.rife import RifeTeacher
+
+        teacher = RifeTeacher.from_file(args.rife)
+        methods["rife-4.25"] = lambda w: teacher(w[:, 1], w[:, 2])["frame"]
+        models.append("rife-4.25")
 
     t0 = time.time()
     total = len(ts)
