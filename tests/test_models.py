@@ -65,6 +65,28 @@ def test_config_roundtrip_and_validation():
         STMFNetConfig.from_dict({"widths": [1]})
 
 
+def test_floor_rounding_config_is_stored_with_the_weights(tmp_path):
+    """adacof_rounding="floor" is an architecture option: saved with the weights, used after loading."""
+    import dataclasses
+
+    from vfi_mini.weights import load_model, save_weights
+
+    floor_cfg = dataclasses.replace(TINY, adacof_rounding="floor")
+    torch.manual_seed(0)
+    model = build_model(floor_cfg).eval()
+    save_weights(model, tmp_path / "w.safetensors")
+    loaded, _ = load_model(tmp_path / "w.safetensors")
+    assert loaded.config.adacof_rounding == "floor"
+    frames = [torch.rand(1, 3, 32, 48) for _ in range(4)]
+    trunc = build_model(TINY).eval()
+    trunc.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.equal(loaded(*frames), model(*frames))
+        assert not torch.allclose(trunc(*frames), model(*frames))
+    with pytest.raises(ValueError, match="adacof_rounding"):
+        dataclasses.replace(TINY, adacof_rounding="round")
+
+
 def test_model_rejects_unpadded_sizes():
     model = build_model(TINY).eval()
     with pytest.raises(ValueError, match="multiple of 16"):

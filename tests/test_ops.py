@@ -15,6 +15,7 @@ import secrets
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vfi_mini.errors import BackendUnavailable
 from vfi_mini.ops import adacof, available_backends, backwarp, correlation, softsplat
@@ -48,16 +49,18 @@ def _clamp(v: int, lo: int, hi: int) -> int:
     return min(max(v, lo), hi)
 
 
-def _adacof_corners(alpha: float, beta: float, i: int, j: int, ky: int, kx: int, d: int, hp: int, wp: int):
+def _adacof_corners(
+    alpha: float, beta: float, i: int, j: int, ky: int, kx: int, d: int, hp: int, wp: int, whole=math.trunc
+):
     """Tap (ky, kx) of output pixel (i, j): signed fractions and separately clamped corner indices."""
-    big_a, big_b = math.trunc(alpha), math.trunc(beta)  # C integer cast: toward zero
+    big_a, big_b = whole(alpha), whole(beta)  # upstream: the C integer cast, toward zero
     a, b = alpha - big_a, beta - big_b
     y0, y1 = _clamp(i + ky * d + big_a, 0, hp - 1), _clamp(i + ky * d + big_a + 1, 0, hp - 1)
     x0, x1 = _clamp(j + kx * d + big_b, 0, wp - 1), _clamp(j + kx * d + big_b + 1, 0, wp - 1)
     return a, b, y0, y1, x0, x1
 
 
-def adacof_loop_ref(image, weight, alpha, beta, dilation):
+def adacof_loop_ref(image, weight, alpha, beta, dilation, whole=math.trunc):
     """§2.4 forward, one output value at a time."""
     bs, cs, hp, wp = image.shape
     kk, hs, ws = weight.shape[1:]
@@ -72,7 +75,7 @@ def adacof_loop_ref(image, weight, alpha, beta, dilation):
                     for t in range(kk):
                         ky, kx = divmod(t, ks)
                         fa, fb, y0, y1, x0, x1 = _adacof_corners(
-                            al[b][t][i][j], be[b][t][i][j], i, j, ky, kx, dilation, hp, wp
+                            al[b][t][i][j], be[b][t][i][j], i, j, ky, kx, dilation, hp, wp, whole
                         )
                         p = im[b][c]
                         acc += wt[b][t][i][j] * (
@@ -85,7 +88,7 @@ def adacof_loop_ref(image, weight, alpha, beta, dilation):
     return out
 
 
-def adacof_grad_loop_ref(grad, image, weight, alpha, beta, dilation):
+def adacof_grad_loop_ref(grad, image, weight, alpha, beta, dilation, whole=math.trunc):
     """§2.4 backward formulas for weight, alpha and beta."""
     bs, cs, hp, wp = image.shape
     kk, hs, ws = weight.shape[1:]
@@ -98,7 +101,7 @@ def adacof_grad_loop_ref(grad, image, weight, alpha, beta, dilation):
             for i in range(hs):
                 for j in range(ws):
                     fa, fb, y0, y1, x0, x1 = _adacof_corners(
-                        al[b][t][i][j], be[b][t][i][j], i, j, ky, kx, dilation, hp, wp
+                        al[b][t][i][j], be[b][t][i][j], i, j, ky, kx, dilation, hp, wp, whole
                     )
                     w = wt[b][t][i][j]
                     sw = sa = sb = 0.0
@@ -110,16 +113,8 @@ def adacof_grad_loop_ref(grad, image, weight, alpha, beta, dilation):
                             + (1 - fa) * fb * p[y0][x1]
                             + fa * fb * p[y1][x1]
                         )
-                        sa += (
-                            g
-                            * w
-                            * (-(1 - fb) * p[y0][x0] + (1 - fb) * p[y1][x0] - fb * p[y0][x1] + fb * p[y1][x1])
-                        )
-                        sb += (
-                            g
-                            * w
-                            * (-(1 - fa) * p[y0][x0] - fa * p[y1][x0] + (1 - fa) * p[y0][x1] + fa * p[y1][x1])
-                        )
+                        sa += g * w * (-(1 - fb) * p[y0][x0] + (1 - fb) * p[y1][x0] - fb * p[y0][x1] + fb * p[y1][x1])
+                        sb += g * w * (-(1 - fa) * p[y0][x0] - fa * p[y1][x0] + (1 - fa) * p[y0][x1] + fa * p[y1][x1])
                     gw[b, t, i, j], ga[b, t, i, j], gb[b, t, i, j] = sw, sa, sb
     return gw, ga, gb
 
@@ -277,6 +272,40 @@ def test_adacof_truncates_offsets_toward_zero():
     torch.testing.assert_close(out[..., 1:], 1.3 * image[..., :-1] - 0.3 * image[..., 1:], rtol=0, atol=1e-12)
     floor_based = 0.7 * image[..., :-2] + 0.3 * image[..., 1:-1]
     assert not torch.allclose(out[..., 1:-1], floor_based)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("k,d", [(3, 2), (5, 1)])
+def test_adacof_floor_rounding_matches_loop_reference(gen, backend, k, d):
+    """rounding="floor": the same formulas with floor instead of truncation, forward and gradients."""
+    dtype = torch.float64 if backend == "torch" else torch.float32
+    inputs = adacof_inputs(gen, c=3, k=k, d=d, dtype=dtype)
+    dev = _device(backend)
+    leaves = [t.to(dev).requires_grad_() for t in inputs[1:]]
+    got = adacof(inputs[0].to(dev), *leaves, dilation=d, backend=backend, rounding="floor")
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(got.cpu().double(), adacof_loop_ref(*inputs, d, math.floor), rtol=tol, atol=tol)
+    assert not torch.allclose(got.cpu().double(), adacof_loop_ref(*inputs, d))  # the offsets do go negative
+    grad = torch.randn(got.shape, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad(got, leaves, grad.to(dev, dtype))
+    for g, ref in zip(grads, adacof_grad_loop_ref(grad, *inputs, d, math.floor), strict=True):
+        torch.testing.assert_close(g.cpu().double(), ref, rtol=10 * tol, atol=10 * tol)
+
+
+def test_adacof_floor_rounding_is_bilinear_sampling():
+    """With floor, a tap at a fractional position interpolates its two neighbours (grid_sample's bilinear)."""
+    image = torch.rand(1, 2, 6, 7, dtype=torch.float64)
+    ones = torch.ones(1, 1, 6, 7, dtype=torch.float64)
+    out = adacof(image, ones, -0.3 * ones, 0 * ones, rounding="floor")
+    torch.testing.assert_close(out[:, :, 1:], 0.3 * image[:, :, :-1] + 0.7 * image[:, :, 1:], rtol=0, atol=1e-12)
+    y, x = torch.meshgrid(torch.arange(6.0, dtype=torch.float64), torch.arange(7.0, dtype=torch.float64), indexing="ij")
+    fy, fx = torch.rand(2, 6, 7, dtype=torch.float64) * 4 - 2
+    grid = torch.stack([(x + fx) / 6 * 2 - 1, (y + fy) / 5 * 2 - 1], dim=-1)[None]
+    want = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    got = adacof(image, ones, fy[None, None], fx[None, None], rounding="floor")
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="rounding"):
+        adacof(image, ones, ones, ones, rounding="round")
 
 
 @pytest.mark.parametrize("k,d,c", [(3, 2, 3), (5, 1, 4)])
@@ -488,9 +517,7 @@ def _to_cuda_leaves(tensors, dtype):
 @requires_cuda
 def test_torch_path_on_cuda_matches_cpu(gen):
     for name, fn, inputs in _all_ops(gen, torch.float32):
-        torch.testing.assert_close(
-            fn(*(t.cuda() for t in inputs)).cpu(), fn(*inputs), rtol=1e-5, atol=1e-5, msg=name
-        )
+        torch.testing.assert_close(fn(*(t.cuda() for t in inputs)).cpu(), fn(*inputs), rtol=1e-5, atol=1e-5, msg=name)
 
 
 @pytest.mark.gpu

@@ -27,6 +27,8 @@ class STMFNetConfig:
         tenet_decoder: TENet decoder output widths d0..d4.
         tenet_fuse: width of the 1x1 fusion after unbinding time.
         flow: whether the BLFNet flow branch (PWC-Net + softmax splatting) is present.
+        adacof_rounding: "trunc" (upstream AdaCoF, needed by the released weights: negative fractional
+            offsets extrapolate) or "floor" (true bilinear sampling; see `vfi_mini.ops.adacof`).
     """
 
     feat_channels: tuple[int, int, int, int] = (64, 128, 256, 512)
@@ -38,6 +40,7 @@ class STMFNetConfig:
     tenet_decoder: tuple[int, int, int, int, int] = (96, 64, 32, 32, 32)
     tenet_fuse: int = 32
     flow: bool = True
+    adacof_rounding: str = "trunc"
 
     def __post_init__(self) -> None:
         for name in ("feat_channels", "grid_channels", "tenet_channels", "tenet_decoder"):
@@ -58,6 +61,8 @@ class STMFNetConfig:
                 f"kernel_size {self.kernel_size} with dilation {self.dilation} needs an even "
                 "(K-1)*D for symmetric padding"
             )
+        if self.adacof_rounding not in ("trunc", "floor"):
+            problems.append(f"adacof_rounding must be 'trunc' or 'floor', got {self.adacof_rounding!r}")
         if problems:
             raise ValueError("; ".join(problems))
 

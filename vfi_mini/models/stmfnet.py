@@ -56,7 +56,9 @@ class STMFNet(nn.Module):
 
     def _adacof(self, image: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
         weight, alpha, beta = maps
-        return adacof(self.adacof_pad(image), weight, alpha, beta, self.config.dilation)
+        return adacof(
+            self.adacof_pad(image), weight, alpha, beta, self.config.dilation, rounding=self.config.adacof_rounding
+        )
 
     def _flow_candidates(self, im1: torch.Tensor, im2: torch.Tensor) -> list[torch.Tensor]:
         """BLFNet: softmax-splat I1 and I2 half-way along the PWC-Net flows (spec §2.5)."""
@@ -87,9 +89,7 @@ class STMFNet(nn.Module):
             raise ValueError(f"frame size {w}x{h} is not a multiple of {m}; pad the frames first")
         # The feature extractor's input must be in NCHW layout: PyTorch 2.13's oneDNN backward of its first
         # 1x1 stride-2 projection (6 input channels) corrupts the heap for channels-last inputs.
-        feat = self.feature_extractor(
-            torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous()
-        )
+        feat = self.feature_extractor(torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous())
         maps = self.get_kernel(feat)  # 18 maps, see KernelEstimation
 
         # Candidates per scale; for each frame the maps are (Weight, Alpha, Beta).

@@ -45,6 +45,11 @@ __device__ __forceinline__ int clampi(const int v, const int lo, const int hi) {
     return min(max(v, lo), hi);
 }
 
+// Integer part of offsets: truncation toward zero (upstream AdaCoF) or floor (true bilinear sampling).
+__device__ __forceinline__ float whole_part(const float v, const int floor_mode) {
+    return floor_mode ? floorf(v) : truncf(v);
+}
+
 // Integer part of row/column position base + trunc(offset), limited to [-1, size] so that the
 // float -> int conversion cannot overflow; the limit does not change the clamped corner indices.
 __device__ __forceinline__ int tap_position(const int base, const float whole, const int size) {
@@ -52,7 +57,8 @@ __device__ __forceinline__ int tap_position(const int base, const float whole, c
 }
 
 // out[b, c, i, j] = sum_t W_t * bilinear(I, i + k*D + alpha_t, j + l*D + beta_t), with the offsets
-// truncated toward zero (so negative fractions extrapolate) and each corner clamped separately.
+// truncated toward zero (so negative fractions extrapolate; F = 1: floored) and each corner clamped
+// separately.
 extern "C" __global__ void adacof_forward(
     const long long n,                  // B * C * H * W
     const float* __restrict__ input,    // (B, C, Hp, Wp), already padded
@@ -60,7 +66,8 @@ extern "C" __global__ void adacof_forward(
     const float* __restrict__ alpha,    // (B, K*K, H, W), vertical offsets
     const float* __restrict__ beta,     // (B, K*K, H, W), horizontal offsets
     float* __restrict__ output,         // (B, C, H, W)
-    const int C, const int H, const int W, const int Hp, const int Wp, const int K, const int D
+    const int C, const int H, const int W, const int Hp, const int Wp, const int K, const int D,
+    const int F
 ) {
     const long long hw = (long long)H * W;
     const long long plane = (long long)Hp * Wp;
@@ -77,7 +84,7 @@ extern "C" __global__ void adacof_forward(
             for (int l = 0; l < K; ++l) {
                 const long long m = m0 + (long long)(k * K + l) * hw;
                 const float al = alpha[m], be = beta[m];
-                const float wa = truncf(al), wb = truncf(be);
+                const float wa = whole_part(al, F), wb = whole_part(be, F);
                 const float fa = al - wa, fb = be - wb;
                 const int y = tap_position(i + k * D, wa, Hp), x = tap_position(j + l * D, wb, Wp);
                 const long long y0 = clampi(y, 0, Hp - 1) * (long long)Wp;
@@ -103,7 +110,8 @@ extern "C" __global__ void adacof_backward(
     float* __restrict__ grad_weight,        // (B, K*K, H, W)
     float* __restrict__ grad_alpha,
     float* __restrict__ grad_beta,
-    const int C, const int H, const int W, const int Hp, const int Wp, const int K, const int D
+    const int C, const int H, const int W, const int Hp, const int Wp, const int K, const int D,
+    const int F
 ) {
     const long long hw = (long long)H * W;
     const long long plane = (long long)Hp * Wp;
@@ -115,7 +123,7 @@ extern "C" __global__ void adacof_backward(
         const long long b = idx / (hw * K * K);
         const int k = t / K, l = t % K;
         const float al = alpha[idx], be = beta[idx];
-        const float wa = truncf(al), wb = truncf(be);
+        const float wa = whole_part(al, F), wb = whole_part(be, F);
         const float fa = al - wa, fb = be - wb;
         const int y = tap_position(i + k * D, wa, Hp), x = tap_position(j + l * D, wb, Wp);
         const long long y0 = clampi(y, 0, Hp - 1) * (long long)Wp;
@@ -371,20 +379,13 @@ def use_cupy(
         return False
     if backend == "cupy":
         if cupy is None:
-            raise BackendUnavailable(
-                f"{op}: backend 'cupy' requested but CuPy is not installed; {_INSTALL_HINT}"
-            )
+            raise BackendUnavailable(f"{op}: backend 'cupy' requested but CuPy is not installed; {_INSTALL_HINT}")
         if device.type != "cuda":
             raise BackendUnavailable(f"{op}: backend 'cupy' needs CUDA tensors, got tensors on {device}")
         return True
     if backend != "auto":
         raise ValueError(f"{op}: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    return (
-        cupy is not None
-        and device.type == "cuda"
-        and dtype == torch.float32
-        and self_check(op, device, probe)
-    )
+    return cupy is not None and device.type == "cuda" and dtype == torch.float32 and self_check(op, device, probe)
 
 
 def self_check(op: str, device: torch.device, probe: Callable[[torch.device], Probe]) -> bool:
@@ -426,14 +427,16 @@ def self_check(op: str, device: torch.device, probe: Callable[[torch.device], Pr
 
 class _AdaCoF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, image, weight, alpha, beta, dilation: int):
+    def forward(ctx, image, weight, alpha, beta, dilation: int, floor: bool = False):
         b, c, hp, wp = image.shape
         kk, h, w = weight.shape[1:]
         k = math.isqrt(kk)
         out = image.new_empty(b, c, h, w)
-        _launch("adacof_forward", out.numel(), image, weight, alpha, beta, out, c, h, w, hp, wp, k, dilation)
+        _launch(
+            "adacof_forward", out.numel(), image, weight, alpha, beta, out, c, h, w, hp, wp, k, dilation, int(floor)
+        )
         ctx.save_for_backward(image, weight, alpha, beta)
-        ctx.dilation = dilation
+        ctx.dilation, ctx.floor = dilation, floor
         return out
 
     @staticmethod
@@ -461,8 +464,9 @@ class _AdaCoF(torch.autograd.Function):
             wp,
             math.isqrt(kk),
             ctx.dilation,
+            int(ctx.floor),
         )
-        return None, grad_w, grad_a, grad_b, None
+        return None, grad_w, grad_a, grad_b, None, None
 
 
 class _SumSplat(torch.autograd.Function):
@@ -514,10 +518,15 @@ class _Correlation(torch.autograd.Function):
 
 
 def adacof(
-    image: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation: int
+    image: torch.Tensor,
+    weight: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    dilation: int,
+    floor: bool = False,
 ) -> torch.Tensor:
     """AdaCoF kernel; float32 contiguous CUDA tensors with the shapes of `vfi_mini.ops.adacof`."""
-    return _AdaCoF.apply(image, weight, alpha, beta, dilation)
+    return _AdaCoF.apply(image, weight, alpha, beta, dilation, floor)
 
 
 def sumsplat(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

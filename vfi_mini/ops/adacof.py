@@ -38,6 +38,7 @@ def adacof(
     beta: torch.Tensor,
     dilation: int = 1,
     backend: str = "auto",
+    rounding: str = "trunc",
 ) -> torch.Tensor:
     """AdaCoF deformable filtering of a padded image (spec §2.4).
 
@@ -53,6 +54,10 @@ def adacof(
         dilation: tap spacing D >= 1.
         backend: "auto" (CuPy kernel for CUDA float32/16 tensors when available and self-checked,
             else PyTorch), "torch" or "cupy".
+        rounding: how an offset is split into whole and fractional parts. "trunc" (default) is upstream
+            AdaCoF: truncation toward zero, so a negative fraction extrapolates from the ceiling side;
+            the released ST-MFNet weights need it. "floor" gives true bilinear sampling between the two
+            nearest pixels (an architecture option for newly trained weights, `STMFNetConfig`).
 
     Returns:
         (B, C, H, W) in the promoted dtype of the inputs. float16/bfloat16 are computed in float32.
@@ -63,16 +68,19 @@ def adacof(
         BackendUnavailable: backend="cupy" without CuPy or with non-CUDA tensors.
     """
     _check_shapes(image, weight, alpha, beta, dilation)
+    if rounding not in ("trunc", "floor"):
+        raise ValueError(f"adacof: rounding must be 'trunc' or 'floor', got {rounding!r}")
+    floor = rounding == "floor"
     out_dtype, dtype = _cupy.compute_dtypes(image, weight, alpha, beta)
     if _cupy.use_cupy(backend, "adacof", image.device, dtype, _probe):
         tensors = [t.to(torch.float32).contiguous() for t in (image, weight, alpha, beta)]
-        return _cupy.adacof(*tensors, dilation).to(out_dtype)
+        return _cupy.adacof(*tensors, dilation, floor).to(out_dtype)
     # .to()/.contiguous() are no-ops for float32 NCHW inputs; channels_last and half inputs are copied.
     image, weight, alpha, beta = (t.to(dtype).contiguous() for t in (image, weight, alpha, beta))
     if torch.is_grad_enabled() and any(t.requires_grad for t in (image, weight, alpha, beta)):
-        out = _AdaCoFFunction.apply(image, weight, alpha, beta, dilation)
+        out = _AdaCoFFunction.apply(image, weight, alpha, beta, dilation, floor)
     else:
-        out = _adacof_forward(image, weight, alpha, beta, dilation)
+        out = _adacof_forward(image, weight, alpha, beta, dilation, floor)
     return out.to(out_dtype)
 
 
@@ -80,9 +88,7 @@ def _check_shapes(image, weight, alpha, beta, dilation) -> int:
     if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
         raise ValueError(f"adacof: dilation must be an int >= 1, got {dilation!r}")
     if image.dim() != 4 or weight.dim() != 4:
-        raise ValueError(
-            f"adacof: expected 4-D image and maps, got {tuple(image.shape)} and {tuple(weight.shape)}"
-        )
+        raise ValueError(f"adacof: expected 4-D image and maps, got {tuple(image.shape)} and {tuple(weight.shape)}")
     if alpha.shape != weight.shape or beta.shape != weight.shape:
         raise ValueError(
             f"adacof: weight {tuple(weight.shape)}, alpha {tuple(alpha.shape)} and beta "
@@ -107,7 +113,9 @@ def _trunc(x: torch.Tensor) -> torch.Tensor:
     return x.abs().floor_().copysign_(x)
 
 
-def _taps(image: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation: int) -> Iterator[tuple]:
+def _taps(
+    image: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation: int, floor: bool = False
+) -> Iterator[tuple]:
     """Yield, for every row chunk [y0, y1) of the output and every tap t:
     (y0, y1, t, fa, fb, (v00, v10, v01, v11)), with fa, fb: (B, 1, n) the signed fractional offsets
     and vYX: (B, C, n) the samples at the clamped corners (row y0/y1, column x0/x1), n = (y1-y0)*W."""
@@ -130,7 +138,7 @@ def _taps(image: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation
         rows = torch.arange(y0, y1, device=image.device, dtype=alpha.dtype).view(-1, 1)
         for t in range(kk):
             a, bb = alpha[:, t, y0:y1], beta[:, t, y0:y1]  # (B, R, W)
-            whole_a, whole_b = _trunc(a), _trunc(bb)
+            whole_a, whole_b = (a.floor(), bb.floor()) if floor else (_trunc(a), _trunc(bb))
             fa, fb = (a - whole_a).view(b, 1, n), (bb - whole_b).view(b, 1, n)
             # NaN offsets would make invalid indices: send them to 0 (the output stays NaN via fa/fb).
             r = whole_a.add_(rows).add_((t // k) * dilation + 1).nan_to_num_(0.0).clamp_(0, hp)
@@ -140,11 +148,11 @@ def _taps(image: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation
             yield y0, y1, t, fa, fb, tuple(src.gather(2, index) for src in corners)
 
 
-def _adacof_forward(image, weight, alpha, beta, dilation) -> torch.Tensor:
+def _adacof_forward(image, weight, alpha, beta, dilation, floor=False) -> torch.Tensor:
     b, c = image.shape[:2]
     h, w = weight.shape[2:]
     out = image.new_empty(b, c, h, w)
-    for y0, y1, t, fa, fb, (v00, v10, v01, v11) in _taps(image, alpha, beta, dilation):
+    for y0, y1, t, fa, fb, (v00, v10, v01, v11) in _taps(image, alpha, beta, dilation, floor):
         acc = out[:, :, y0:y1].view(b, c, -1)  # (B, C, n) view into out
         if t == 0:
             acc.zero_()
@@ -154,10 +162,10 @@ def _adacof_forward(image, weight, alpha, beta, dilation) -> torch.Tensor:
     return out
 
 
-def _adacof_backward(grad_out, image, weight, alpha, beta, dilation, needs):
+def _adacof_backward(grad_out, image, weight, alpha, beta, dilation, needs, floor=False):
     b, c = image.shape[:2]
     grad_w, grad_a, grad_b = (torch.empty_like(weight) if need else None for need in needs)
-    for y0, y1, t, fa, fb, (v00, v10, v01, v11) in _taps(image, alpha, beta, dilation):
+    for y0, y1, t, fa, fb, (v00, v10, v01, v11) in _taps(image, alpha, beta, dilation, floor):
         g = grad_out[:, :, y0:y1].reshape(b, c, -1)  # (B, C, n)
         col0, col1 = torch.lerp(v00, v10, fa), torch.lerp(v01, v11, fa)  # rows mixed, at x0 / x1
         w_t = weight[:, t, y0:y1]  # (B, R, W)
@@ -175,19 +183,19 @@ class _AdaCoFFunction(torch.autograd.Function):
     """Saves only the inputs; the gathers are recomputed in backward (no per-tap activations)."""
 
     @staticmethod
-    def forward(ctx, image, weight, alpha, beta, dilation: int):
+    def forward(ctx, image, weight, alpha, beta, dilation: int, floor: bool = False):
         ctx.save_for_backward(image, weight, alpha, beta)
-        ctx.dilation = dilation
-        return _adacof_forward(image, weight, alpha, beta, dilation)
+        ctx.dilation, ctx.floor = dilation, floor
+        return _adacof_forward(image, weight, alpha, beta, dilation, floor)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         image, weight, alpha, beta = ctx.saved_tensors
         grads = _adacof_backward(
-            grad_out.contiguous(), image, weight, alpha, beta, ctx.dilation, ctx.needs_input_grad[1:4]
+            grad_out.contiguous(), image, weight, alpha, beta, ctx.dilation, ctx.needs_input_grad[1:4], ctx.floor
         )
-        return None, *grads, None
+        return None, *grads, None, None
 
 
 def _probe(device: torch.device):

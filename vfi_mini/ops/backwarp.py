@@ -33,9 +33,7 @@ def backwarp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         ValueError: flow not (B, 2, H, W) for image's batch size.
     """
     if image.dim() != 4 or flow.dim() != 4 or flow.shape[:2] != (image.shape[0], 2):
-        raise ValueError(
-            f"backwarp: flow {tuple(flow.shape)} must be (B, 2, H, W) for image {tuple(image.shape)}"
-        )
+        raise ValueError(f"backwarp: flow {tuple(flow.shape)} must be (B, 2, H, W) for image {tuple(image.shape)}")
     out_dtype, dtype = _cupy.compute_dtypes(image, flow)
     image, flow = image.to(dtype), flow.to(dtype)
     b, _, hi, wi = image.shape

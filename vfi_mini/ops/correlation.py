@@ -34,8 +34,7 @@ def correlation(f1: torch.Tensor, f2: torch.Tensor, backend: str = "auto") -> to
     """
     if f1.dim() != 4 or f1.shape != f2.shape:
         raise ValueError(
-            f"correlation: expected two (B, C, H, W) tensors of one shape, got "
-            f"{tuple(f1.shape)} and {tuple(f2.shape)}"
+            f"correlation: expected two (B, C, H, W) tensors of one shape, got {tuple(f1.shape)} and {tuple(f2.shape)}"
         )
     out_dtype, dtype = _cupy.compute_dtypes(f1, f2)
     if _cupy.use_cupy(backend, "correlation", f1.device, dtype, _probe):
@@ -51,9 +50,7 @@ def _correlation_torch(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
     d = MAX_DISPLACEMENT
     padded = F.pad(f2, (d, d, d, d))
     volume = [
-        (f1 * padded[:, :, dy : dy + h, dx : dx + w]).mean(1)
-        for dy in range(2 * d + 1)
-        for dx in range(2 * d + 1)
+        (f1 * padded[:, :, dy : dy + h, dx : dx + w]).mean(1) for dy in range(2 * d + 1) for dx in range(2 * d + 1)
     ]
     return torch.stack(volume, 1)  # (B, 81, H, W)
 

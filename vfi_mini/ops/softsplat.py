@@ -13,9 +13,7 @@ import torch
 from . import _cupy
 
 
-def softsplat(
-    image: torch.Tensor, flow: torch.Tensor, metric: torch.Tensor, backend: str = "auto"
-) -> torch.Tensor:
+def softsplat(image: torch.Tensor, flow: torch.Tensor, metric: torch.Tensor, backend: str = "auto") -> torch.Tensor:
     """Forward-warp `image` along `flow`, resolving collisions with softmax weights exp(metric).
 
     Args:
@@ -37,8 +35,7 @@ def softsplat(
     for name, t, channels in (("flow", flow, 2), ("metric", metric, 1)):
         if image.dim() != 4 or t.shape != (image.shape[0], channels, *image.shape[2:]):
             raise ValueError(
-                f"softsplat: {name} {tuple(t.shape)} must be (B, {channels}, H, W) for image "
-                f"{tuple(image.shape)}"
+                f"softsplat: {name} {tuple(t.shape)} must be (B, {channels}, H, W) for image {tuple(image.shape)}"
             )
     out_dtype, dtype = _cupy.compute_dtypes(image, flow, metric)
     image, flow, metric = (t.to(dtype) for t in (image, flow, metric))
