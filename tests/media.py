@@ -8,7 +8,7 @@ image sequences. Keep clips tiny: the suite runs on 2 CPU cores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,10 +17,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 _FLAGS = (
-    Interpolation.BICUBIC
-    | Interpolation.ACCURATE_RND
-    | Interpolation.FULL_CHR_H_INT
-    | Interpolation.FULL_CHR_H_INP
+    Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
 )
 
 
@@ -59,6 +56,7 @@ def make_video(
     metadata: dict[str, str] | None = None,
     lossless: bool = False,
     encoder_options: dict[str, str] | None = None,
+    picture: Callable[[float, int, int], np.ndarray] | None = None,
 ) -> Path:
     """Write a short clip of `pattern` and return its path.
 
@@ -75,6 +73,8 @@ def make_video(
         rotation: display rotation in degrees (display-matrix side data).
         metadata: container tags.
         lossless: encode with qp 0 (content checks).
+        picture: picture(t, width, height) -> (H, W, 3) floats in [0, 1], with t in frames (default
+            `pattern`); e.g. a hard cut or frames held on twos.
     """
     path = Path(path)
     rate = Fraction(rate)
@@ -112,14 +112,12 @@ def make_video(
         srt_container = None
         if subtitles:
             srt = path.with_suffix(".srt")
-            srt.write_text(
-                "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,250 --> 00:00:00,400\nWorld\n"
-            )
+            srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,250 --> 00:00:00,400\nWorld\n")
             srt_container = av.open(str(srt))
             sub = out.add_stream_from_template(srt_container.streams.subtitles[0])
 
         for i, t in enumerate(times):
-            rgb = _rgb_frame(pattern(float(t * rate), width, height), bits)
+            rgb = _rgb_frame((picture or pattern)(float(t * rate), width, height), bits)
             frame = rgb.reformat(
                 format=pix_fmt,
                 dst_colorspace=matrix,
@@ -308,9 +306,7 @@ def decode_rgb(path: str | Path) -> list[np.ndarray]:
     return [f.rgb.astype(np.float64) / 65535.0 for f in decode_frames(path)]
 
 
-def packets(
-    path: str | Path, kind: str = "audio", index: int = 0
-) -> list[tuple[bytes, int | None, int | None]]:
+def packets(path: str | Path, kind: str = "audio", index: int = 0) -> list[tuple[bytes, int | None, int | None]]:
     """(payload, pts, duration) of every packet of one stream, timestamps in that stream's time base
     rescaled to seconds x 1e6 so that files with different time bases compare."""
     with av.open(str(path)) as container:

@@ -48,8 +48,8 @@ def model(monkeypatch):
     """Replace the model by a blend; returns a dict recording the loader's arguments."""
     seen: dict = {"model": Blend()}
 
-    def load(weights, device, precision, threads):
-        seen.update(weights=weights, device=device, precision=precision, threads=threads, loaded=True)
+    def load(weights, device, precision, threads, **tiling):
+        seen.update(weights=weights, device=device, precision=precision, threads=threads, loaded=True, **tiling)
         return seen["model"]
 
     monkeypatch.setattr(cli_double, "load_interpolator", load)
@@ -67,9 +67,7 @@ def _leftovers(directory: Path) -> list[str]:
 def test_double_json_summary(tmp_path, model):
     src = make_video(tmp_path / "in.mp4", frames=7, rate=Fraction(30000, 1001))
     dst = tmp_path / "out.mp4"
-    result = run(
-        "double", src, "-o", dst, "--json", "--preset", "ultrafast", "--device", "cpu", "--threads", "1"
-    )
+    result = run("double", src, "-o", dst, "--json", "--preset", "ultrafast", "--device", "cpu", "--threads", "1")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -146,9 +144,7 @@ def _bad_case(tmp_path: Path, kind: str) -> tuple[list, Path]:
         bad = tmp_path / "sound.m4a"
         with av.open(str(bad), "w") as out:
             stream = out.add_stream("aac", rate=48000)
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
-            )
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
             frame.sample_rate, frame.pts = 48000, 0
             out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
@@ -159,9 +155,7 @@ def _bad_case(tmp_path: Path, kind: str) -> tuple[list, Path]:
             video = out.add_stream("libx264", rate=25)
             video.width, video.height = 64, 48
             stream = out.add_stream("aac", rate=48000)
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
-            )
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
             frame.sample_rate, frame.pts = 48000, 0
             out.mux(stream.encode(frame))
             out.mux(stream.encode(None))
@@ -284,7 +278,7 @@ class Slow:
         time.sleep(0.2)
         return (w[:, 1] + w[:, 2]) / 2
 
-d.load_interpolator = lambda *a: Slow()
+d.load_interpolator = lambda *a, **k: Slow()
 from vfi_mini.cli import cli
 cli.main(args=sys.argv[1:], prog_name="vfi-mini")
 """
@@ -329,6 +323,19 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
         assert progress is None
 
 
+def test_tile_options_reach_the_loader(tmp_path, model):
+    """--tile/--tile-overlap (shared with `frames`) are parsed and passed to load_interpolator."""
+    src = make_video(tmp_path / "in.mp4", frames=2, audio=False)
+    result = run("double", src, "-o", tmp_path / "a.mp4", "-q", "--preset", "ultrafast")
+    assert result.exit_code == 0 and (model["tile"], model["tile_overlap"]) == ("auto", 32)
+    result = run("double", src, "-o", tmp_path / "b.mp4", "-q", "--tile", "512", "--tile-overlap", "48")
+    assert result.exit_code == 0 and (model["tile"], model["tile_overlap"]) == (512, 48)
+    for bad in ("64", "huge"):
+        result = run("double", src, "-o", tmp_path / "d.mp4", "--tile", bad)
+        assert result.exit_code == 2 and "--tile" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "d.mp4").exists()
+
+
 @pytest.mark.slow
 def test_double_with_the_real_network(tmp_path):
     """End to end with an (untrained) ST-MFNet Mini checkpoint: the CLI loads it and keeps the contract."""
@@ -341,9 +348,7 @@ def test_double_with_the_real_network(tmp_path):
     torch.save({"epoch": 0, "state_dict": build_model("stmfnet-mini").state_dict()}, ckpt)
     src = make_video(tmp_path / "in.mp4", frames=2, size=(64, 48))
     dst = tmp_path / "out.mp4"
-    result = run(
-        "double", src, "-o", dst, "--weights", ckpt, "--device", "cpu", "--json", "--preset", "ultrafast"
-    )
+    result = run("double", src, "-o", dst, "--weights", ckpt, "--device", "cpu", "--json", "--preset", "ultrafast")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["output_frames"] == 4 and summary["output_rate"] == "50"

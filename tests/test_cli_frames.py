@@ -32,8 +32,8 @@ class Blend:
 def model(monkeypatch):
     seen: dict = {"model": Blend()}
 
-    def load(weights, device, precision, threads):
-        seen["loaded"] = True
+    def load(weights, device, precision, threads, **tiling):
+        seen.update(loaded=True, **tiling)
         return seen["model"]
 
     monkeypatch.setattr(cli_double, "load_interpolator", load)
@@ -65,16 +65,15 @@ def test_frames_json_and_numbering(tmp_path, model):
     assert summary["bits"] == 16 and summary["format"] == "png" and summary["device"] == "cpu"
     assert _names(tmp_path / "out") == [f"{i:08d}.png" for i in range(23)]
     # frame10 and frame11 sort after frame9: output 20 is input frame10
-    assert np.array_equal(
-        read_image(tmp_path / "out" / "00000020.png"), read_image(tmp_path / "in" / "frame10.png")
-    )
+    assert np.array_equal(read_image(tmp_path / "out" / "00000020.png"), read_image(tmp_path / "in" / "frame10.png"))
     assert read_image(tmp_path / "out" / "00000001.png").dtype == np.uint16
 
 
 def test_frames_jpeg_output(tmp_path, model):
     make_images(tmp_path / "in", 3, ext="jpg")
-    result = run("frames", tmp_path / "in", "-o", tmp_path / "out", "--format", "jpg", "-q")
+    result = run("frames", tmp_path / "in", "-o", tmp_path / "out", "--format", "jpg", "-q", "--tile", "off")
     assert result.exit_code == 0 and result.stderr == ""
+    assert model["tile"] is None and model["tile_overlap"] == 32  # the shared model options reach the loader
     assert _names(tmp_path / "out") == [f"{i:08d}.jpg" for i in range(5)]
 
 

@@ -1,5 +1,6 @@
-"""Frame-rate doubling: windowing, the threaded decode -> interpolate -> encode pipeline, the timing
-contract, and the two library entry points `double_video` and `interpolate_frames`.
+"""Frame-rate conversion: windowing and retiming (multiples, target rates, scene cuts, duplicates), the
+threaded decode -> interpolate -> encode pipeline, the timing contract, and the two library entry points
+`double_video` and `interpolate_frames`.
 
 Conventions:
 
@@ -18,11 +19,21 @@ Conventions:
 - Timing contract for video: input frames keep their own PTS; m(k) sits midway between f(k) and f(k+1);
   the held last frame sits at t(N-1) + d/2, where d is the last frame's duration as stored in the file,
   else the previous interval, else 1/rate. Variable-frame-rate input therefore stays correct.
+- Other multiples and rates (`retime_stream`, timing in `vfi_mini.timing`): ``multi`` = 4 or 8 gives
+  ``multi * N`` frames, ``multi - 1`` evenly spaced between neighbours, the last frame held ``multi - 1``
+  times; a target rate gives ``ceil(duration * rate)`` frames at exactly ``t0 + n / rate``, the last one cut
+  short so that the duration is unchanged. Frames off the t + 0.5 grid come from recursive midpoints (the
+  frame at k + 1/4 is the middle of the window at spacing 1/2 around it), made lazily where needed.
+- Scene cuts (`vfi_mini.scenes`, on by default in `double_video` / `interpolate_frames`): the new frames
+  between the last frame of a shot and the first of the next repeat the last frame of the shot, and windows
+  replicate the frames at a shot's ends instead of reaching across the cut. Duplicate removal merges a run of
+  near-identical frames into one key whose successors are interpolated at the output frames' own times.
 - Grey frames are replicated to RGB for the model and the mean of its output is kept. Alpha is
   interpolated by the model too, as a second grey pass batched with the colour window.
 - Memory does not depend on the length of the input: decoding and encoding run in their own threads,
-  joined to the interpolation (in the caller's thread) by queues of `queue_size` frames, and the window
-  holds four frames.
+  joined to the interpolation (in the caller's thread) by queues of `queue_size` frames, and retiming holds
+  a few distinct frames (3 behind and 3 ahead, plus 2 of scene-cut look-ahead; with duplicate removal, each
+  up to 8 input frames long) and the midpoints later frames can still need.
 - Output files are written to a temporary name next to the destination and renamed on success only; on
   any error or Ctrl-C the temporary output is deleted and the exception propagates. The input is never
   written to.
@@ -31,6 +42,7 @@ Conventions:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import re
@@ -38,8 +50,8 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,12 +62,25 @@ import torch
 from .errors import InputError, ProcessingError, UsageError, VfiError
 from .io.images import ImageInfo, list_images, probe_image, read_image, write_image
 from .io.video import (
+    DecodeReport,
     EncodeOptions,
     VideoWriter,
     check_output_format,
     decode_frames,
     probe_video,
 )
+from .scenes import (
+    CONTEXT,
+    DEFAULT_DEDUPE_MAX_RUN,
+    DEFAULT_SCENE_THRESHOLD,
+    SceneCut,
+    block_difference,
+    cut_score,
+    difference,
+    luma,
+    thumbnail,
+)
+from .timing import FPS_DEPTH, Slot, Span, grid_length, parse_rate, plan_fps, plan_multi
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +141,10 @@ def iter_windows(frames: Iterable[T]) -> Iterator[tuple[T, T, T, T]]:
         prev, cur, nxt = cur, nxt, after
 
 
-def _run_model(
-    interpolator: InterpolateFn, windows: list[tuple[Frame, Frame, Frame, Frame]]
-) -> list[torch.Tensor]:
-    """Middle frames for a batch of windows; handles grey (C=1), grey+alpha (2), RGB (3) and RGBA (4)."""
-    batch = torch.stack([torch.stack([f.image for f in w]) for w in windows])  # (B, 4, C, H, W)
+def _run_model(interpolator: InterpolateFn, windows: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    """Middle frames for a batch of windows of four (C, H, W) images; handles grey (C=1), grey+alpha (2),
+    RGB (3) and RGBA (4)."""
+    batch = torch.stack([torch.stack(list(w)) for w in windows])  # (B, 4, C, H, W)
     b, _, c, h, w = batch.shape
     if c == 3:
         x = batch
@@ -138,9 +162,7 @@ def _run_model(
     except (VfiError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - model failures (CUDA OOM, ...) become one-line errors
-        raise ProcessingError(
-            f"interpolation failed on a {w}x{h} frame: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise ProcessingError(f"interpolation failed on a {w}x{h} frame: {type(exc).__name__}: {exc}") from exc
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (x.shape[0], 3, h, w):
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ProcessingError(f"the interpolator returned {got}, expected {(x.shape[0], 3, h, w)}")
@@ -185,6 +207,8 @@ def interpolate_stream(
 ) -> Iterator[Frame]:
     """Double a stream of frames: each input frame followed by the interpolated frame after it.
 
+    The plain 2x case of `retime_stream` (no scene detection, no duplicate removal).
+
     Args:
         frames: input frames in order (`Frame` with (C, H, W) images, optionally timed).
         interpolator: window (B, 4, 3, H, W) -> middle frames (B, 3, H, W).
@@ -197,47 +221,357 @@ def interpolate_stream(
     Yields:
         Output `Frame` objects with times and durations set when the inputs have times.
     """
+    yield from retime_stream(
+        frames, interpolator, batch_size=batch_size, hold_last=hold_last, default_step=default_step
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Retiming: scene cuts, duplicates, multiples of the rate and target rates
+
+
+@dataclass
+class RetimeReport:
+    """What `retime_stream` found, filled in while the stream is consumed.
+
+    Attributes:
+        input_frames, output_frames: frames read and yielded so far.
+        cuts: the scene cuts found (`SceneCut`: first frame of the new shot, its time, the score).
+        duplicates: input frames merged into the frame before them (duplicate removal).
+    """
+
+    input_frames: int = 0
+    output_frames: int = 0
+    cuts: list[SceneCut] = field(default_factory=list)
+    duplicates: int = 0
+
+
+@dataclass
+class _Key:
+    """A distinct input frame (with the duplicates merged into it)."""
+
+    index: int
+    image: torch.Tensor
+    time: Fraction
+    members: list[Fraction]
+    first_frame: int
+    thumb: torch.Tensor | None
+    cut_after: bool | None = None  # None until the look-ahead has decided
+
+
+def _default_depth(multi: int, fps: Fraction | None, dedupe: float | None) -> int:
+    if fps is not None:
+        return FPS_DEPTH
+    # Without duplicates, positions are exact multiples of 1/multi; merged runs of r frames need r-ths.
+    return multi.bit_length() - 1 + (2 if dedupe is not None else 0)
+
+
+class _Retimer:
+    """The stages of `retime_stream`: frames -> keys (duplicates merged) -> spans (cuts decided) -> slots
+    (`vfi_mini.timing`) -> pictures (recursive midpoints). Holds a few keys of look-ahead and the midpoints
+    that later output frames can still need; nothing grows with the length of the input."""
+
+    def __init__(
+        self,
+        interpolator: InterpolateFn,
+        *,
+        batch_size: int,
+        depth: int,
+        scene_threshold: float | None,
+        dedupe: float | None,
+        dedupe_max_run: int,
+        report: RetimeReport,
+    ) -> None:
+        self.interpolator = interpolator
+        self.batch_size = batch_size
+        self.depth = depth
+        self.scene_threshold = scene_threshold
+        self.dedupe = dedupe
+        self.max_run = dedupe_max_run
+        self.report = report
+        self.keys: dict[int, _Key] = {}
+        self.cache: dict[Fraction, torch.Tensor] = {}  # midpoints by position (key index units)
+        self.timed: bool | None = None
+        self.end: Fraction | None = None
+
+    # -- frames -> keys ------------------------------------------------------------------------------
+
+    def keys_of(
+        self, frames: Iterable[Frame], hold_last: bool, default_step: Fraction | None, fps: bool
+    ) -> Iterator[_Key]:
+        run: list[tuple[Frame, int, Fraction]] = []  # frames merged so far into the next key
+        ref: torch.Tensor | None = None  # full-size luma of the run's first frame (duplicate test)
+        still = False  # the run outgrew `max_run`: a real still, every frame its own key
+        count = 0
+        last: tuple[Fraction, Fraction | None] | None = None
+        prev_time: Fraction | None = None
+
+        def key(members: list[tuple[Frame, int, Fraction]]) -> _Key:
+            frame, k, t = members[0]
+            thumb = thumbnail(frame.image) if self.scene_threshold is not None else None
+            return _Key(count, frame.image, t, [m[2] for m in members], k, thumb)
+
+        for k, frame in enumerate(frames):
+            self.report.input_frames += 1
+            timed = frame.time is not None
+            if self.timed is None:
+                self.timed = timed
+                if fps and not timed:
+                    raise UsageError("a target frame rate needs timed frames (a video), not an image sequence")
+            elif timed != self.timed:
+                raise InputError(f"frame {k} {'has' if timed else 'has no'} time, unlike the frames before it")
+            t = frame.time if frame.time is not None else Fraction(k)
+            if last is not None:
+                prev_time = last[0]
+            last = (t, frame.duration)
+            if ref is not None and self.dedupe is not None:
+                y = luma(frame.image)
+                if y.shape == ref.shape and block_difference(ref, y) <= self.dedupe:
+                    if still:
+                        yield key([(frame, k, t)])
+                        count += 1
+                        continue
+                    run.append((frame, k, t))
+                    if len(run) > self.max_run:
+                        still = True
+                        for member in run:
+                            yield key([member])
+                            count += 1
+                        run = []
+                    continue
+            if run:
+                yield key(run)
+                count += 1
+                self.report.duplicates += len(run) - 1
+            run, still = [(frame, k, t)], False
+            ref = luma(frame.image) if self.dedupe is not None else None
+        if run:
+            yield key(run)
+            self.report.duplicates += len(run) - 1
+        if last is None:
+            return
+        t_last, d_last = last
+        if not hold_last:
+            self.end = t_last
+            return
+        step = d_last
+        if step is None and prev_time is not None:
+            step = t_last - prev_time
+        if step is None:
+            step = default_step if self.timed else Fraction(1)
+        if step is None:
+            raise UsageError("the last frame's duration is unknown: pass default_step to hold it")
+        self.end = t_last + step
+
+    # -- keys -> spans -------------------------------------------------------------------------------
+
+    def spans_of(self, keys: Iterator[_Key]) -> Iterator[Span]:
+        """Spans in order, each once the keys its pictures can need (up to 3 ahead) are here and the
+        cuts within that reach are decided (2 more keys of look-ahead with scene detection)."""
+        diffs: dict[int, float] = {}  # gap g (between keys g and g + 1) -> thumbnail difference
+        undecided: list[int] = []
+        waiting: list[_Key] = []  # keys whose span is not out yet
+        newest: _Key | None = None
+        lookahead = 3 + (CONTEXT if self.scene_threshold is not None else 0)
+
+        def decide(g: int) -> None:
+            k = self.keys[g]
+            if self.scene_threshold is None:
+                k.cut_after = False
+                return
+            before = [diffs[i] for i in range(g - CONTEXT, g) if i in diffs]
+            after = [diffs[i] for i in range(g + 1, g + 1 + CONTEXT) if i in diffs]
+            score = cut_score(diffs[g], before, after)
+            k.cut_after = score >= self.scene_threshold
+            if k.cut_after:
+                nxt = self.keys[g + 1]
+                self.report.cuts.append(SceneCut(nxt.first_frame, nxt.time if self.timed else None, score))
+            for old in [i for i in diffs if i < g - CONTEXT]:
+                del diffs[old]
+
+        def span(k: _Key, final: bool) -> Span:
+            end = self.keys[k.index + 1].time if not final else self.end
+            assert end is not None
+            return Span(k.index, k.time, end, tuple(k.members), bool(not final and not k.cut_after), final)
+
+        for key in keys:
+            self.keys[key.index] = key
+            if newest is not None:
+                if self.scene_threshold is not None:
+                    assert newest.thumb is not None and key.thumb is not None
+                    diffs[newest.index] = difference(newest.thumb, key.thumb)
+                    newest.thumb = None
+                undecided.append(newest.index)
+            newest = key
+            while undecided and (self.scene_threshold is None or undecided[0] + CONTEXT in diffs):
+                decide(undecided.pop(0))
+            waiting.append(key)
+            while waiting and waiting[0].index + lookahead <= key.index:
+                yield span(waiting.pop(0), final=False)
+        for g in undecided:
+            decide(g)
+        if newest is not None:
+            newest.cut_after = False
+        for i, k in enumerate(waiting):
+            yield span(k, final=i == len(waiting) - 1)
+
+    # -- slots -> pictures ---------------------------------------------------------------------------
+
+    def _shot(self, j: int) -> tuple[int, int]:
+        """First and last key of the shot around the (blending) gap j, as far as the held keys go."""
+        s = j
+        while s - 1 in self.keys and self.keys[s - 1].cut_after is False:
+            s -= 1
+        e = j + 1
+        while e + 1 in self.keys and self.keys[e].cut_after is False:
+            e += 1
+        return s, e
+
+    def _require(self, x: Fraction, s: int, e: int, need: dict[Fraction, tuple[Fraction, ...]]) -> None:
+        if x.denominator == 1 or x in self.cache or x in need:
+            return
+        h = Fraction(1, x.denominator)
+        # The model's window (t-1, t, t+1, t+2) at spacing 2h around x, kept inside the shot.
+        window = (max(x - 3 * h, Fraction(s)), x - h, x + h, min(x + 3 * h, Fraction(e)))
+        need[x] = window
+        for y in window:
+            self._require(y, s, e, need)
+
+    def _picture(self, x: Fraction) -> torch.Tensor:
+        return self.keys[int(x)].image if x.denominator == 1 else self.cache[x]
+
+    def _evaluate(self, slots: list[Slot]) -> None:
+        need: dict[Fraction, tuple[Fraction, ...]] = {}
+        for slot in slots:
+            if slot.frac:
+                self._require(slot.position, *self._shot(slot.key), need)
+        for level in sorted({x.denominator for x in need}):  # coarse midpoints first
+            todo = sorted(x for x in need if x.denominator == level)
+            for i in range(0, len(todo), self.batch_size):
+                chunk = todo[i : i + self.batch_size]
+                mids = _run_model(self.interpolator, [[self._picture(y) for y in need[x]] for x in chunk])
+                self.cache.update(zip(chunk, mids, strict=True))
+
+    def _evict(self, frontier: Fraction) -> None:
+        """Forget what no output frame at or after `frontier` can need: a midpoint of level L (spacing
+        2**-L) is only used within 3 * (2**-L - 2**-depth) of the frames that need it."""
+        limit = Fraction(1, 1 << self.depth)
+        for x in [x for x in self.cache if x < frontier - 3 * (Fraction(1, x.denominator) - limit)]:
+            del self.cache[x]
+        for j in [j for j in self.keys if j < frontier - 3]:
+            del self.keys[j]
+
+    def frames_of(self, slots: Iterable[Slot]) -> Iterator[Frame]:
+        pending: list[Slot] = []
+        missing = 0
+
+        def flush() -> Iterator[Frame]:
+            self._evaluate(pending)
+            for slot in pending:
+                key = self.keys[slot.key]
+                if slot.frac:
+                    image, kind = self.cache[slot.position], "interpolated"
+                else:
+                    image, kind = key.image, ("input" if slot.time == key.time else "held")
+                self.report.output_frames += 1
+                if self.timed:
+                    yield Frame(image, slot.time, slot.duration, kind)
+                else:
+                    yield Frame(image, kind=kind)
+            self._evict(pending[-1].position)
+            pending.clear()
+
+        for slot in slots:
+            pending.append(slot)
+            if slot.frac and slot.position not in self.cache:
+                missing += 1
+            if missing >= self.batch_size:
+                yield from flush()
+                missing = 0
+        if pending:
+            yield from flush()
+
+
+def retime_stream(
+    frames: Iterable[Frame],
+    interpolator: InterpolateFn,
+    *,
+    multi: int = 2,
+    fps: Fraction | None = None,
+    scene_threshold: float | None = None,
+    dedupe: float | None = None,
+    dedupe_max_run: int = DEFAULT_DEDUPE_MAX_RUN,
+    depth: int | None = None,
+    batch_size: int = 1,
+    hold_last: bool = True,
+    default_step: Fraction | None = None,
+    report: RetimeReport | None = None,
+) -> Iterator[Frame]:
+    """Convert a stream of frames to `multi` times its rate, or to the constant rate `fps`.
+
+    Frames are placed by `vfi_mini.timing` (`plan_multi` / `plan_fps`) and made by recursive midpoints:
+    the frame at ``k + 1/4`` is the model's middle of the window at spacing 1/2 around it, whose frames are
+    inputs and midpoints ``k + 1/2`` (so ``multi=4`` is two passes of doubling, computed lazily and only
+    where an output frame needs them).
+
+    - Scene cuts (`scene_threshold`, see `vfi_mini.scenes`): output frames between the last frame of a shot
+      and the first of the next repeat the last frame of the shot, and no window reaches across a cut
+      (frames of the same shot are repeated at its ends instead, as at the ends of the video).
+    - Duplicates (`dedupe`): a run of up to `dedupe_max_run` frames that repeat its first frame counts as
+      that one frame held longer; the output frames keep the times they would have had, and show the
+      picture interpolated between the run's frame and the next distinct frame at the position nearest to
+      their time (``2**-depth`` steps). Longer runs are real stills and are kept as they are.
+
+    Args:
+        frames: input frames in order (`Frame`; timed for video, untimed for image sequences, where frame k
+            counts as time k).
+        interpolator: window (B, 4, 3, H, W) -> middle frames (B, 3, H, W).
+        multi: output frames per input frame (a power of two); ignored when `fps` is given.
+        fps: constant output rate (video only): frame n at exactly ``first time + n / fps``.
+        scene_threshold: cut score that makes a cut (percent); None: no scene detection.
+        dedupe: duplicate threshold (percent, largest 8x8 block difference); None: keep duplicates.
+        dedupe_max_run: longest run of frames merged into one.
+        depth: finest midpoint level (positions are multiples of ``2**-depth`` of a span); default
+            ``log2(multi)`` (+2 with `dedupe`), 3 with `fps`.
+        batch_size: windows per interpolator call.
+        hold_last: after the last frame, fill its own duration (video: ``multi * N`` frames, same
+            duration) instead of stopping at it (image sequences: ``multi * (N - 1) + 1`` frames).
+        default_step: the last frame's duration when neither the file nor a previous interval tells it.
+        report: filled in with cuts, duplicates and counts.
+
+    Yields:
+        Output `Frame` objects (kind ``"input"``: an input frame at its own time; ``"interpolated"``: made
+        by the model; ``"held"``: an input frame shown at another time - the held end, across a cut, or the
+        nearest picture to an output time).
+
+    Raises:
+        UsageError: bad settings, or `fps` with untimed frames.
+        InputError: frames with and without times mixed.
+        ProcessingError: the model failed.
+    """
     if batch_size < 1:
         raise UsageError(f"batch size must be >= 1, got {batch_size}")
-    tap = _Tap(frames)
-    pending: list[tuple[Frame, Frame, Frame, Frame]] = []
-
-    def emit() -> Iterator[Frame]:
-        mids = _run_model(interpolator, pending)
-        for (_, a, b, _), m in zip(pending, mids, strict=True):
-            if a.time is not None and b.time is not None:
-                tm = (a.time + b.time) / 2
-                yield replace(a, duration=tm - a.time, kind="input")
-                yield Frame(m, tm, b.time - tm, "interpolated")
-            else:
-                yield replace(a, kind="input")
-                yield Frame(m, kind="interpolated")
-        pending.clear()
-
-    for window in iter_windows(tap):
-        pending.append(window)
-        if len(pending) >= batch_size:
-            yield from emit()
-    if pending:
-        yield from emit()
-    last = tap.last
-    if last is None:
-        return
-    if not hold_last:
-        yield replace(last, kind="input")
-        return
-    step = last.duration
-    if step is None and tap.prev is not None and last.time is not None and tap.prev.time is not None:
-        step = last.time - tap.prev.time
-    if step is None:
-        step = default_step
-    if last.time is None or step is None:
-        yield replace(last, kind="input")
-        yield Frame(last.image, kind="held")
-        return
-    half = step / 2
-    yield replace(last, duration=half, kind="input")
-    yield Frame(last.image, last.time + half, half, "held")
+    if multi < 2 or multi & (multi - 1):
+        raise UsageError(f"the frame-rate multiple must be a power of two >= 2 (midpoints only), got {multi}")
+    if fps is not None and fps <= 0:
+        raise UsageError(f"the target frame rate must be positive, got {fps}")
+    if dedupe_max_run < 2:
+        raise UsageError(f"the longest duplicate run must be >= 2, got {dedupe_max_run}")
+    depth = _default_depth(multi, fps, dedupe) if depth is None else depth
+    if depth < 1:
+        raise UsageError(f"depth must be >= 1, got {depth}")
+    retimer = _Retimer(
+        interpolator,
+        batch_size=batch_size,
+        depth=depth,
+        scene_threshold=scene_threshold,
+        dedupe=dedupe,
+        dedupe_max_run=dedupe_max_run,
+        report=report if report is not None else RetimeReport(),
+    )
+    spans = retimer.spans_of(retimer.keys_of(frames, hold_last, default_step, fps=fps is not None))
+    slots = plan_fps(spans, fps, depth) if fps is not None else plan_multi(spans, multi, depth)
+    yield from retimer.frames_of(slots)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -447,6 +781,8 @@ def check_output_file(src: str | Path, dst: str | Path, *, overwrite: bool = Fal
         raise UsageError(f"the output {dst} exists; pass -y/--overwrite to replace it")
     if not dst.parent.is_dir():
         raise UsageError(f"the output directory {dst.parent} does not exist")
+    if not os.access(dst.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to the output directory {dst.parent} (permission denied)")
     check_output_format(dst)
 
 
@@ -494,6 +830,12 @@ class DoubleResult:
     audio_copied: int = 0
     audio_reencoded: int = 0
     subtitles_copied: int = 0
+    frames_skipped: int = 0
+    multi: int | None = 2
+    scene_threshold: float | None = None
+    scene_cuts: list[SceneCut] = field(default_factory=list)
+    dedupe_threshold: float | None = None
+    duplicates: int = 0
 
     @property
     def fps(self) -> float:
@@ -521,6 +863,12 @@ class DoubleResult:
             "audio_streams_copied": self.audio_copied,
             "audio_streams_reencoded": self.audio_reencoded,
             "subtitle_streams_copied": self.subtitles_copied,
+            "damaged_frames_skipped": self.frames_skipped,
+            "multi": self.multi,
+            "scene_threshold": self.scene_threshold,
+            "scene_cuts": [cut.to_dict() for cut in self.scene_cuts],
+            "dedupe_threshold": self.dedupe_threshold,
+            "duplicates": self.duplicates,
         }
 
 
@@ -538,14 +886,23 @@ def double_video(
     audio: bool = True,
     subtitles: bool = True,
     overwrite: bool = False,
+    strict: bool = False,
     batch_size: int = 1,
     queue_size: int = 4,
     progress: ProgressFn | None = None,
+    multi: int = 2,
+    fps: Fraction | str | int | float | None = None,
+    scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
+    dedupe: float | None = None,
 ) -> DoubleResult:
-    """Write `dst`: the video `src` at twice its frame rate, other streams copied.
+    """Write `dst`: the video `src` at twice (or `multi` times) its frame rate, or at the constant rate
+    `fps`, other streams copied.
 
     N input frames give 2N output frames at exactly twice the input rate, the last frame held once so
-    that the duration is unchanged (see the module docstring for the timing contract).
+    that the duration is unchanged (see the module docstring for the timing contract); ``multi * N`` at
+    `multi` times the rate. With `fps`, ``ceil(duration * fps)`` frames at exactly `fps`, frame n at
+    ``start + n / fps``, the last one cut short so that the duration is unchanged (`vfi_mini.timing`).
+    Scene cuts are not blended across, and duplicate frames can be merged (`retime_stream`).
 
     Args:
         src: input video file (never modified).
@@ -557,9 +914,16 @@ def double_video(
         audio: copy the audio streams (re-encoding those the container cannot hold).
         subtitles: copy the subtitle streams where the container can hold them.
         overwrite: replace an existing `dst`.
+        strict: fail (InputError) at the first damaged video frame instead of skipping damaged frames
+            with a warning (the frames around a gap keep their timestamps, so timing stays right).
         batch_size: windows per interpolator call.
         queue_size: frames buffered between decoder, model and encoder.
         progress: progress(output frames written, expected total or None), called in this thread.
+        multi: output frames per input frame: 2, 4 or 8 (recursive midpoints); ignored with `fps`.
+        fps: constant output rate (a `Fraction`, or text for `vfi_mini.timing.parse_rate`: ``"59.94"``,
+            ``"60000/1001"``, ``"ntsc"``).
+        scene_threshold: scene-cut score threshold (percent, `vfi_mini.scenes`); None: no detection.
+        dedupe: duplicate-frame threshold (percent); None: keep duplicates as they are.
 
     Returns:
         A `DoubleResult`.
@@ -576,7 +940,16 @@ def double_video(
         raise InputError(f"input file not found: {src}")
     check_output_file(src, dst, overwrite=overwrite)
     info = probe_video(src)
-    out_rate = info.rate * 2
+    rate = parse_rate(fps) if fps is not None else None
+    if rate is None and multi not in (2, 4, 8):
+        raise UsageError(f"--multi must be 2, 4 or 8, got {multi}")
+    out_rate = rate if rate is not None else info.rate * multi
+    # A time base that holds every output time exactly: the input's split `multi` ways, or (for a
+    # target rate) a common multiple of the input's and 1/fps.
+    if rate is None:
+        time_base = info.time_base / multi
+    else:
+        time_base = Fraction(1, math.lcm(info.time_base.denominator, rate.numerator))
     encode = encode or EncodeOptions()
     tmp = _temp_sibling(dst, dst.suffix)
     log.info(
@@ -591,21 +964,36 @@ def double_video(
     )
     writer: VideoWriter | None = None
     try:
-        writer = VideoWriter(tmp, info, out_rate, encode, audio=audio, subtitles=subtitles)
+        writer = VideoWriter(tmp, info, out_rate, encode, audio=audio, subtitles=subtitles, time_base=time_base)
         tap = _Tap()  # counts the input frames and keeps the first and last two
+        retimed = RetimeReport()
 
         def transform(frames: Iterator[Frame]) -> Iterator[Frame]:
             tap.source = frames
-            return interpolate_stream(
-                tap, interpolator, batch_size=batch_size, hold_last=True, default_step=1 / info.rate
+            return retime_stream(
+                tap,
+                interpolator,
+                multi=multi,
+                fps=rate,
+                scene_threshold=scene_threshold,
+                dedupe=dedupe,
+                batch_size=batch_size,
+                hold_last=True,
+                default_step=1 / info.rate,
+                report=retimed,
             )
 
         def sink(frame: Frame) -> None:
             assert writer is not None and frame.time is not None
             writer.write(_to_array(frame.image), frame.time, frame.duration)
 
-        source = (Frame(_to_tensor(f.rgb), f.time, f.duration) for f in decode_frames(src, info))
-        total = 2 * info.frames if info.frames else None
+        report = DecodeReport()
+        decoded = decode_frames(src, info, strict=strict, report=report)
+        source = (Frame(_to_tensor(f.rgb), f.time, f.duration) for f in decoded)
+        if rate is not None:
+            total = grid_length(info.duration, rate) if info.duration else None
+        else:
+            total = multi * info.frames if info.frames else None
         written = run_threaded(source, transform, sink, queue_size=queue_size, progress=progress, total=total)
         if tap.count == 0:
             raise InputError(f"{src} has a video stream but no decodable frames")
@@ -617,8 +1005,8 @@ def double_video(
         tmp.unlink(missing_ok=True)
         raise
     if tap.count == 1:
-        log.warning("%s has a single frame: the output holds it twice (same duration)", src)
-    if info.frames_exact and info.frames != tap.count:
+        log.warning("%s has a single frame: the output holds it (same duration)", src)
+    if info.frames_exact and info.frames != tap.count and not report.damaged:  # else already reported
         log.warning("%s: the container lists %d frames but %d were decoded", src, info.frames, tap.count)
     assert tap.first is not None and tap.last is not None and tap.first.time is not None
     last_step = tap.last.duration
@@ -641,6 +1029,12 @@ def double_video(
         audio_copied=len(writer.audio_copied),
         audio_reencoded=len(writer.audio_reencoded),
         subtitles_copied=len(writer.subtitles_copied),
+        frames_skipped=report.broken,
+        multi=None if rate is not None else multi,
+        scene_threshold=scene_threshold,
+        scene_cuts=retimed.cuts,
+        dedupe_threshold=dedupe,
+        duplicates=retimed.duplicates,
     )
 
 
@@ -664,6 +1058,11 @@ class FramesResult:
     seconds: float
     device: str | None = None
     files: list[str] = field(default_factory=list, repr=False)
+    multi: int = 2
+    scene_threshold: float | None = None
+    scene_cuts: list[SceneCut] = field(default_factory=list)
+    dedupe_threshold: float | None = None
+    duplicates: int = 0
 
     @property
     def fps(self) -> float:
@@ -683,6 +1082,11 @@ class FramesResult:
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 3),
             "device": self.device,
+            "multi": self.multi,
+            "scene_threshold": self.scene_threshold,
+            "scene_cuts": [cut.to_dict() for cut in self.scene_cuts],
+            "dedupe_threshold": self.dedupe_threshold,
+            "duplicates": self.duplicates,
         }
 
 
@@ -727,13 +1131,19 @@ def interpolate_frames(
     batch_size: int = 1,
     queue_size: int = 4,
     progress: ProgressFn | None = None,
+    multi: int = 2,
+    scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
+    dedupe: float | None = None,
 ) -> FramesResult:
-    """Interpolate an image sequence: N images in `src_dir` give 2N - 1 images in `dst_dir`.
+    """Interpolate an image sequence: N images in `src_dir` give 2N - 1 images in `dst_dir`
+    (``multi * (N - 1) + 1`` with `multi`).
 
     Inputs are PNG/JPEG/TIFF/WebP/BMP files in natural sort order (``frame2`` before ``frame10``). Outputs
-    are named ``%08d.png`` (or ``.jpg``) from ``00000000``: inputs at even numbers, interpolated frames at
-    odd ones (``ffmpeg -i %08d.png`` reads them back). PNG keeps 16-bit depth, grey and alpha; JPEG is
-    8-bit RGB.
+    are named ``%08d.png`` (or ``.jpg``) from ``00000000``: inputs at even numbers (multiples of `multi`),
+    interpolated frames between (``ffmpeg -i %08d.png`` reads them back). PNG keeps 16-bit depth, grey and
+    alpha; JPEG is 8-bit RGB. Scene cuts and duplicates are handled as by `retime_stream` (image k counts
+    as time k): across a cut the new frames repeat the image before it, and with `dedupe` the images of a
+    duplicate run are replaced by interpolations.
 
     Args:
         src_dir: input directory (never modified).
@@ -745,6 +1155,9 @@ def interpolate_frames(
         batch_size: windows per interpolator call.
         queue_size: frames buffered between reader, model and writer.
         progress: progress(images written, total), called in this thread.
+        multi: output images per input gap: 2, 4 or 8 (recursive midpoints).
+        scene_threshold: scene-cut score threshold (percent, `vfi_mini.scenes`); None: no detection.
+        dedupe: duplicate-frame threshold (percent); None: keep duplicates as they are.
 
     Returns:
         A `FramesResult`.
@@ -759,6 +1172,8 @@ def interpolate_frames(
     image_format = image_format.lower().replace("jpeg", "jpg")
     if image_format not in IMAGE_FORMATS:
         raise UsageError(f"unknown image format {image_format!r}; use png or jpg")
+    if multi not in (2, 4, 8):
+        raise UsageError(f"--multi must be 2, 4 or 8, got {multi}")
     files = list_images(src_dir)
     check_output_dir(src_dir, dst_dir, overwrite=overwrite)
     infos = [probe_image(p) for p in files]
@@ -767,14 +1182,14 @@ def interpolate_frames(
     if image_format == "jpg":
         if channels == 4:
             log.warning(
-                "JPEG has no alpha channel: the alpha of the input frames is dropped "
-                "(use --format png to keep it)"
+                "JPEG has no alpha channel: the alpha of the input frames is dropped (use --format png to keep it)"
             )
             out_channels = 3
         out_bits = 8
     if len(files) == 1:
         log.warning("%s holds a single image: there is nothing to interpolate; it is copied", src_dir)
-    total = 2 * len(files) - 1
+    total = multi * (len(files) - 1) + 1
+    retimed = RetimeReport()
     dst_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(dst_dir)
     tmp.mkdir()
@@ -785,7 +1200,16 @@ def interpolate_frames(
             yield Frame(_to_tensor(read_image(path, channels, bits)))
 
     def transform(frames: Iterator[Frame]) -> Iterator[Frame]:
-        return interpolate_stream(frames, interpolator, batch_size=batch_size, hold_last=False)
+        return retime_stream(
+            frames,
+            interpolator,
+            multi=multi,
+            scene_threshold=scene_threshold,
+            dedupe=dedupe,
+            batch_size=batch_size,
+            hold_last=False,
+            report=retimed,
+        )
 
     def sink(frame: Frame) -> None:
         image = frame.image[:out_channels] if out_channels != channels else frame.image
@@ -794,9 +1218,7 @@ def interpolate_frames(
         names.append(name)
 
     try:
-        written = run_threaded(
-            source(), transform, sink, queue_size=queue_size, progress=progress, total=total
-        )
+        written = run_threaded(source(), transform, sink, queue_size=queue_size, progress=progress, total=total)
         if written != total:
             raise ProcessingError(f"wrote {written} frames, expected {total}")
         _install_dir(tmp, dst_dir)
@@ -817,4 +1239,9 @@ def interpolate_frames(
         seconds=time.perf_counter() - started,
         device=_device_name(interpolator),
         files=names,
+        multi=multi,
+        scene_threshold=scene_threshold,
+        scene_cuts=retimed.cuts,
+        dedupe_threshold=dedupe,
+        duplicates=retimed.duplicates,
     )

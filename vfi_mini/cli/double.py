@@ -23,16 +23,26 @@ log = logging.getLogger("vfi_mini")
 DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
 
 
-def load_interpolator(weights: str | None, device: str, precision: str, threads: int | None) -> Any:
+def load_interpolator(
+    weights: str | None,
+    device: str,
+    precision: str,
+    threads: int | None,
+    tile: int | str | None = "auto",
+    tile_overlap: int = 32,
+) -> Any:
     """Build the interpolator the commands use (tests replace this function).
 
     Raises:
         WeightsError: no default weights yet, or the file does not load.
         BackendUnavailable: the device or precision is not available.
+        UsageError: bad tile settings.
     """
     from ..interpolator import Interpolator
 
-    return Interpolator.from_weights(weights, device=device, precision=precision, threads=threads)
+    return Interpolator.from_weights(
+        weights, device=device, precision=precision, threads=threads, tile=tile, tile_overlap=tile_overlap
+    )
 
 
 @contextlib.contextmanager
@@ -65,8 +75,44 @@ def progress_bar(enabled: bool, unit: str = "frame") -> Iterator[Any]:
                 bars[0].close()
 
 
+def _parse_tile(ctx: click.Context, param: click.Parameter, value: str) -> int | str | None:
+    text = value.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in ("off", "0"):
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a size in pixels, auto or off, got {value!r}", ctx=ctx, param=param
+        ) from None
+    if size < 128:
+        raise click.BadParameter(f"tiles must be at least 128 pixels, got {size}", ctx=ctx, param=param)
+    return size
+
+
 def model_options(func: Any) -> Any:
-    """--weights, --device, --precision, --threads (shared with `frames`)."""
+    """--weights, --device, --precision, --threads, --tile, --tile-overlap (shared with `frames`)."""
+    func = click.option(
+        "--tile-overlap",
+        type=click.IntRange(min=0),
+        default=32,
+        show_default=True,
+        metavar="PX",
+        help="Minimum overlap of neighbouring tiles; overlaps are blended with linear ramps (no seams).",
+    )(func)
+    func = click.option(
+        "--tile",
+        default="auto",
+        show_default=True,
+        metavar="SIZE|auto|off",
+        callback=_parse_tile,
+        help="Interpolate in overlapping tiles of at most SIZE x SIZE pixels (rounded down to a multiple "
+        "of 128) to bound memory. auto: on CPU, tile frames whose activations would exceed 3.5 GiB (above "
+        "about 0.5 megapixels, e.g. 720p and up); on CUDA, retry in tiles after an out-of-memory error. "
+        "off: never tile.",
+    )(func)
     func = click.option(
         "--threads",
         type=click.IntRange(min=1),
@@ -81,9 +127,7 @@ def model_options(func: Any) -> Any:
         show_default=True,
         help="Model precision (fp16 needs CUDA).",
     )(func)
-    func = click.option("--device", default="auto", show_default=True, metavar="DEVICE", help=DEVICE_HELP)(
-        func
-    )
+    func = click.option("--device", default="auto", show_default=True, metavar="DEVICE", help=DEVICE_HELP)(func)
     func = click.option(
         "--weights", "-w", metavar="FILE", default=None, help="Weights file (default: the bundled weights)."
     )(func)
@@ -92,18 +136,80 @@ def model_options(func: Any) -> Any:
 
 def output_options(func: Any) -> Any:
     """-y, -q, -v, --json (shared with `frames`)."""
-    func = click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON summary line on stdout at the end."
-    )(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line on stdout at the end.")(
+        func
+    )
     func = click.option("-v", "--verbose", is_flag=True, help="Log more (debug).")(func)
     func = click.option("-q", "--quiet", is_flag=True, help="No progress bar, no warnings.")(func)
     func = click.option("-y", "--overwrite", is_flag=True, help="Replace an existing output.")(func)
     return func
 
 
-def _parse_encoder_opts(
-    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
-) -> dict[str, str]:
+def _parse_fps(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from ..errors import UsageError
+    from ..timing import parse_rate
+
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def retime_options(func: Any) -> Any:
+    """--multi, --scene-threshold, --no-scene-detect, --dedupe (shared with `frames`)."""
+    from ..scenes import DEFAULT_DEDUPE_THRESHOLD, DEFAULT_SCENE_THRESHOLD
+
+    func = click.option(
+        "--dedupe",
+        type=click.FloatRange(min=0),
+        is_flag=False,
+        flag_value=DEFAULT_DEDUPE_THRESHOLD,
+        default=None,
+        metavar="[THRESHOLD]",
+        help="Treat runs of (near-)identical frames (animation on twos, screen recordings) as one frame "
+        "held longer and interpolate across the real change; output times are unchanged. A frame repeats "
+        "the one before when no 8x8 block of luma differs by more than THRESHOLD percent on average "
+        f"(default {DEFAULT_DEDUPE_THRESHOLD:g}); runs of more than 8 frames are real stills and kept. "
+        "Write --dedupe=T, or put it after INPUT.",
+    )(func)
+    func = click.option(
+        "--no-scene-detect", is_flag=True, help="Do not look for scene cuts (interpolate across every gap)."
+    )(func)
+    func = click.option(
+        "--scene-threshold",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_SCENE_THRESHOLD,
+        show_default=True,
+        metavar="SCORE",
+        help="Scene-cut sensitivity (lower finds more cuts). The score of a gap is the mean absolute luma "
+        "difference (percent) of the two frames shrunk to 64 pixels, minus the larger of the mean "
+        "differences of the two gaps before and the two after, so that fast motion is not a cut. Across "
+        "a cut the new frames repeat the last frame of the shot and no model window mixes the shots.",
+    )(func)
+    func = click.option(
+        "-m",
+        "--multi",
+        type=click.Choice(["2", "4", "8"]),
+        default=None,
+        help="Output frames per input frame (recursive midpoints) [default: 2].",
+    )(func)
+    return func
+
+
+def retime_kwargs(
+    multi: str | None, scene_threshold: float, no_scene_detect: bool, dedupe: float | None
+) -> dict[str, Any]:
+    """The `double_video` / `interpolate_frames` keywords for the `retime_options` values."""
+    return {
+        "multi": int(multi or 2),
+        "scene_threshold": None if no_scene_detect else scene_threshold,
+        "dedupe": dedupe,
+    }
+
+
+def _parse_encoder_opts(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
     options: dict[str, str] = {}
     for value in values:
         key, sep, val = value.partition("=")
@@ -149,6 +255,23 @@ def _parse_encoder_opts(
 )
 @click.option("--no-audio", is_flag=True, help="Leave the audio streams out.")
 @click.option("--no-subs", is_flag=True, help="Leave the subtitle streams out.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit code 3) at the first damaged video frame instead of skipping damaged frames with a "
+    "warning (the frames around a gap keep their timestamps).",
+)
+@retime_options
+@click.option(
+    "--fps",
+    "fps",
+    metavar="RATE",
+    default=None,
+    callback=_parse_fps,
+    help="Constant output rate instead of a multiple: 60, 59.94 (= 60000/1001), 60000/1001, ntsc, pal, film, "
+    "ntsc-film. Frame n sits at exactly n/RATE and shows the recursive midpoint nearest its time (within "
+    "1/16 of an input frame interval); the output lasts exactly as long as the input.",
+)
 @output_options
 @handle_errors
 def double(
@@ -158,6 +281,8 @@ def double(
     device: str,
     precision: str,
     threads: int | None,
+    tile: int | str | None,
+    tile_overlap: int,
     codec: str,
     crf: float | None,
     preset: str | None,
@@ -165,12 +290,19 @@ def double(
     encoder_opts: dict[str, str],
     no_audio: bool,
     no_subs: bool,
+    strict: bool,
+    multi: str | None,
+    scene_threshold: float,
+    no_scene_detect: bool,
+    dedupe: float | None,
+    fps: Any,
     overwrite: bool,
     quiet: bool,
     verbose: bool,
     as_json: bool,
 ) -> None:
-    """Write OUTPUT: the video INPUT at twice its frame rate.
+    """Write OUTPUT: the video INPUT at twice its frame rate (or --multi 4
+    or 8 times, or at the constant rate --fps RATE).
 
     \b
     N input frames give exactly 2N output frames at exactly twice the input
@@ -183,19 +315,29 @@ def double(
     container can hold them, metadata and rotation kept.
 
     \b
+    --multi M: M x N frames at exactly M times the rate (last frame held
+    M-1 times). --fps RATE: ceil(duration x RATE) frames at exactly RATE,
+    the last one cut short so that the duration is unchanged. Scene cuts
+    are detected (--scene-threshold) and never blended; --json lists them.
+
+    \b
     Exit codes: 0 done, 1 processing failed, 2 usage error (bad option,
     OUTPUT exists without -y, OUTPUT is INPUT), 3 bad input, 4 weights
     missing or invalid, 130 interrupted. Nothing is left at OUTPUT on failure.
     """
+    from ..errors import UsageError
     from ..io.video import EncodeOptions, probe_video
     from ..pipeline import check_output_file, double_video
 
     setup_logging(quiet=quiet, verbose=verbose)
+    if fps is not None and multi is not None:
+        raise UsageError("--fps and --multi exclude each other: give one")
+    retime = retime_kwargs(multi, scene_threshold, no_scene_detect, dedupe)
     encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, options=encoder_opts)
     # Input and output problems are reported before the model loads.
     probe_video(input_path)
     check_output_file(input_path, output_path, overwrite=overwrite)
-    interpolator = load_interpolator(weights, device, precision, threads)
+    interpolator = load_interpolator(weights, device, precision, threads, tile=tile, tile_overlap=tile_overlap)
     with progress_bar(enabled=not quiet) as progress:
         result = double_video(
             input_path,
@@ -205,7 +347,10 @@ def double(
             audio=not no_audio,
             subtitles=not no_subs,
             overwrite=overwrite,
+            strict=strict,
             progress=progress,
+            fps=fps,
+            **retime,
         )
     if as_json:
         echo_json(result.to_dict())

@@ -30,6 +30,7 @@ from ._common import echo_json, handle_errors, setup_logging
     help="Output image format.",
 )
 @_double.model_options
+@_double.retime_options
 @_double.output_options
 @handle_errors
 def frames(
@@ -40,6 +41,12 @@ def frames(
     device: str,
     precision: str,
     threads: int | None,
+    tile: int | str | None,
+    tile_overlap: int,
+    multi: str | None,
+    scene_threshold: float,
+    no_scene_detect: bool,
+    dedupe: float | None,
     overwrite: bool,
     quiet: bool,
     verbose: bool,
@@ -57,6 +64,11 @@ def frames(
     named like ours there are replaced and other files are left alone.
 
     \b
+    --multi M: M x (N - 1) + 1 images, inputs at multiples of M. Scene cuts
+    are detected as for videos (the new images across a cut repeat the one
+    before it); --dedupe replaces repeated images by interpolations.
+
+    \b
     Exit codes: 0 done, 1 processing failed, 2 usage error, 3 bad input,
     4 weights missing or invalid, 130 interrupted.
     """
@@ -66,7 +78,7 @@ def frames(
     setup_logging(quiet=quiet, verbose=verbose)
     list_images(input_dir)
     check_output_dir(input_dir, output_dir, overwrite=overwrite)
-    interpolator = _double.load_interpolator(weights, device, precision, threads)
+    interpolator = _double.load_interpolator(weights, device, precision, threads, tile=tile, tile_overlap=tile_overlap)
     with _double.progress_bar(enabled=not quiet) as progress:
         result = interpolate_frames(
             input_dir,
@@ -75,6 +87,7 @@ def frames(
             image_format=image_format,
             overwrite=overwrite,
             progress=progress,
+            **_double.retime_kwargs(multi, scene_threshold, no_scene_detect, dedupe),
         )
     if as_json:
         echo_json(result.to_dict())

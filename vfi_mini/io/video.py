@@ -45,10 +45,7 @@ log = logging.getLogger(__name__)
 
 RGB16 = "rgb48le"
 SWS_FLAGS = (
-    Interpolation.BICUBIC
-    | Interpolation.ACCURATE_RND
-    | Interpolation.FULL_CHR_H_INT
-    | Interpolation.FULL_CHR_H_INP
+    Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
 )
 
 # FFmpeg AVColorSpace values -> the swscale matrix that implements them.
@@ -71,6 +68,11 @@ _MATRIX_NAMES = {
 _SPC_RGB, _SPC_UNSPECIFIED = 0, 2
 _RANGE_UNSPECIFIED, _RANGE_LIMITED, _RANGE_FULL = 0, 1, 2
 
+# The pipeline holds about 20 copies of a frame (decoded, float RGB, the 4-frame window, the queues,
+# padding) at ~12 bytes per pixel: 8 GB at this size (8K UHD, 7680x4320, is 33.2 MP). The model itself
+# runs in tiles, so width alone is no limit (16384x1024 panoramas are fine).
+MAX_FRAME_PIXELS = 8192 * 4096
+MIN_RATE = Fraction(1, 60)  # nominal rates below one frame a minute come from damaged headers
 DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = 18
 DEFAULT_PRESET = "medium"
@@ -261,7 +263,8 @@ def _open_input(path: Path) -> av.container.InputContainer:
     if path.is_dir():
         raise InputError(f"input is a directory, not a video file: {path}")
     try:
-        return av.open(str(path), mode="r")
+        # Damaged files can hold tags that are not UTF-8; PyAV's default (strict) would raise on them.
+        return av.open(str(path), mode="r", metadata_errors="replace")
     except av.FFmpegError as exc:
         raise InputError(f"cannot read {path}: not a media file or damaged ({_ffmpeg_message(exc)})") from exc
     except OSError as exc:
@@ -273,7 +276,10 @@ def _pick_video_stream(container: av.container.InputContainer, path: Path) -> av
     if not streams:
         what = " (it only holds audio)" if container.streams.audio else ""
         raise InputError(f"{path} has no video stream{what}")
-    return streams[0]
+    decodable = [s for s in streams if s.codec_context is not None]  # None: no decoder for its codec id
+    if not decodable:
+        raise InputError(f"{path} has a video stream in a format FFmpeg cannot decode (damaged or unknown codec)")
+    return decodable[0]
 
 
 def _colour(stream: av.video.stream.VideoStream, frame: av.VideoFrame) -> Colour:
@@ -312,6 +318,15 @@ def _display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
     return None
 
 
+def _check_frame_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise InputError(
+            f"{path}: {width}x{height} frames ({width * height / 1e6:.1f} megapixels) are larger than the "
+            f"{MAX_FRAME_PIXELS / 1e6:.1f} megapixels (8192x4096) vfi-mini can hold in memory; scale the video "
+            "down first (for example ffmpeg -vf scale=7680:-2)"
+        )
+
+
 def _bit_depth(fmt: av.video.format.VideoFormat) -> int:
     return max((c.bits for c in fmt.components), default=8)
 
@@ -326,14 +341,16 @@ def probe_video(path: str | Path) -> VideoInfo:
         A `VideoInfo`.
 
     Raises:
-        InputError: missing or unreadable file, no video stream, or no decodable frame.
+        InputError: missing or unreadable file, no video stream, no decodable frame, or frames larger
+            than `MAX_FRAME_PIXELS`.
     """
     path = Path(path)
     container = _open_input(path)
     try:
         stream = _pick_video_stream(container, path)
+        _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)  # before decoding
         stream.codec_context.thread_type = "AUTO"
-        first = next(_decode(container, stream, path), None)
+        first = next(_decode(container, stream, path, warn=False), None)  # decode_frames warns
         if first is None:
             raise InputError(f"{path} has a video stream but no decodable frames")
         tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
@@ -344,11 +361,13 @@ def probe_video(path: str | Path) -> VideoInfo:
             rate = guessed or average or _fraction(stream.base_rate)
         if rate is not None:
             rate = snap_rate(rate)
+        if rate is not None and rate < MIN_RATE:  # e.g. a damaged header claiming a frame lasts for days
+            log.warning("%s: ignoring an implausible frame rate of %.3g fps", path, float(rate))
+            rate = None
         if rate is None:
             rate = Fraction(25)
             log.warning(
-                "%s does not state a frame rate; assuming 25 fps for the rate tag (timestamps "
-                "are kept as they are)",
+                "%s does not state a frame rate; assuming 25 fps for the rate tag (timestamps are kept as they are)",
                 path,
             )
         if stream.duration:
@@ -363,6 +382,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         exact = frames is not None
         if frames is None and duration is not None:
             frames = max(1, round(duration * rate))
+        _check_frame_size(path, first.width, first.height)
         fmt = first.format
         return VideoInfo(
             path=path,
@@ -387,30 +407,86 @@ def probe_video(path: str | Path) -> VideoInfo:
         container.close()
 
 
+@dataclass
+class DecodeReport:
+    """What decoding had to leave out; filled in by `decode_frames` as it goes.
+
+    Attributes:
+        frames: frames decoded and passed on.
+        broken: damaged frames skipped: packets the decoder rejected plus frames it marked corrupt.
+        truncated: reading stopped early at a part of the file that cannot be demuxed.
+    """
+
+    frames: int = 0
+    broken: int = 0
+    truncated: bool = False
+
+    @property
+    def damaged(self) -> bool:
+        return self.broken > 0 or self.truncated
+
+
 def _decode(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: Path
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: Path,
+    *,
+    strict: bool = False,
+    report: DecodeReport | None = None,
+    warn: bool = True,
 ) -> Iterator[av.VideoFrame]:
-    """Frames in presentation order. A packet the decoder rejects is skipped with a warning (as ffmpeg
-    does); a file that cannot be read any further ends the stream with a warning."""
-    skipped = 0
+    """Frames in presentation order. A packet the decoder rejects, or a frame it marks corrupt, is skipped
+    (as ffmpeg does for the former); a file that cannot be read any further ends the stream. One warning
+    at the end counts what was lost. The surviving frames keep their own timestamps, so the gaps are
+    interpolated over and the timing stays right.
+
+    Raises:
+        InputError: with `strict`, at the first damaged packet or frame.
+    """
+    report = report if report is not None else DecodeReport()
+
+    def damaged(what: str, time: Fraction | None, detail: str = "") -> None:
+        where = f" at {float(time):.3f} s" if time is not None else ""
+        detail = f" ({detail})" if detail else ""
+        raise InputError(f"{path}: {what}{where}{detail}; without --strict, damaged frames are skipped")
+
+    tb = Fraction(stream.time_base) if stream.time_base else None
     try:
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
-                skipped += 1
-                if skipped == 1:
-                    log.warning("%s: skipping an undecodable video packet (%s)", path, _ffmpeg_message(exc))
+                if strict:
+                    ts = packet.pts if packet.pts is not None else packet.dts
+                    damaged("damaged video data", ts * tb if ts is not None and tb else None, _ffmpeg_message(exc))
+                report.broken += 1
                 continue
-            yield from frames
+            for frame in frames:
+                if frame.is_corrupt:
+                    if strict:
+                        damaged("corrupt video frame", frame.pts * tb if frame.pts is not None and tb else None)
+                    report.broken += 1
+                    continue
+                report.frames += 1
+                yield frame
     except av.FFmpegError as exc:
+        if strict:
+            damaged("the file cannot be read any further", None, _ffmpeg_message(exc))
+        report.truncated = True
+        if warn:
+            log.warning(
+                "%s: stopped reading at a damaged part after %d frames (%s); the rest of the video is lost",
+                path,
+                report.frames,
+                _ffmpeg_message(exc),
+            )
+    if report.broken and warn:
         log.warning(
-            "%s: stopped reading at a damaged part (%s); the rest of the video is lost",
+            "%s: skipped %d damaged video frame(s); their neighbours keep their timestamps and the gaps are "
+            "interpolated (use --strict to stop instead)",
             path,
-            _ffmpeg_message(exc),
+            report.broken,
         )
-    if skipped > 1:
-        log.warning("%s: skipped %d undecodable video packets in all", path, skipped)
 
 
 def _plain_copy(frame: av.VideoFrame) -> av.VideoFrame:
@@ -458,22 +534,32 @@ class _ToRgb:
         return rgb.to_ndarray()
 
 
-def decode_frames(path: str | Path, info: VideoInfo | None = None) -> Iterator[DecodedFrame]:
+def decode_frames(
+    path: str | Path,
+    info: VideoInfo | None = None,
+    *,
+    strict: bool = False,
+    report: DecodeReport | None = None,
+) -> Iterator[DecodedFrame]:
     """Decode the video stream of `path` to RGB frames, in presentation order.
 
     Times come from each frame's PTS. A frame without a PTS, or whose PTS does not increase, is placed
     one nominal frame interval after the previous one (with a warning). Frames whose size changes
-    mid-stream are scaled to the first frame's size.
+    mid-stream are scaled to the first frame's size. Damaged frames are skipped with one warning that
+    counts them (the others keep their timestamps), unless `strict`.
 
     Args:
         path: the input file.
         info: the result of `probe_video(path)` (probed again when None).
+        strict: raise at the first damaged packet or frame, at a part of the file that cannot be read,
+            and when fewer frames decode than the container lists.
+        report: filled in with what was skipped.
 
     Yields:
         `DecodedFrame` objects.
 
     Raises:
-        InputError: the file cannot be opened.
+        InputError: the file cannot be opened; with `strict`, damaged or missing frames.
     """
     path = Path(path)
     info = info or probe_video(path)
@@ -486,7 +572,8 @@ def decode_frames(path: str | Path, info: VideoInfo | None = None) -> Iterator[D
         step = 1 / info.rate
         prev: Fraction | None = None
         fixed = 0
-        for index, frame in enumerate(_decode(container, stream, path)):
+        report = report if report is not None else DecodeReport()
+        for index, frame in enumerate(_decode(container, stream, path, strict=strict, report=report)):
             ts = frame.pts if frame.pts is not None else frame.dts
             time = ts * tb if ts is not None else None
             if time is None or (prev is not None and time <= prev):
@@ -502,6 +589,11 @@ def decode_frames(path: str | Path, info: VideoInfo | None = None) -> Iterator[D
             prev = time
             duration = frame.duration * tb if frame.duration else None
             yield DecodedFrame(rgb=to_rgb(frame), time=time, duration=duration, index=index)
+        if strict and info.frames_exact and info.frames is not None and report.frames < info.frames:
+            raise InputError(
+                f"{path}: the container lists {info.frames} frames but only {report.frames} could be decoded; "
+                "without --strict, the missing frames are skipped"
+            )
     finally:
         container.close()
 
@@ -533,9 +625,7 @@ def _codec_formats(codec: str) -> list[str]:
     try:
         formats = av.Codec(codec, "w").video_formats
     except (ValueError, av.FFmpegError) as exc:  # UnknownCodecError is a ValueError
-        raise UsageError(
-            f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9 or ffv1)"
-        ) from exc
+        raise UsageError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9 or ffv1)") from exc
     return [f.name for f in formats] if formats else []
 
 
@@ -583,9 +673,7 @@ def choose_pix_fmt(source: VideoInfo, codec: str, requested: str | None = None) 
         choices = [c.replace("yuv420p", "yuv444p") for c in choices] + choices
     for candidate in choices:
         if candidate in supported:
-            log.warning(
-                "%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt, candidate
-            )
+            log.warning("%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt, candidate)
             return candidate
     log.warning("%s cannot encode the input's pixel format %s; using %s", codec, source.pix_fmt, supported[0])
     return supported[0]
@@ -612,11 +700,7 @@ def _container_accepts(format_name: str, template: av.stream.Stream) -> bool:
 
 
 def _clean_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    return {
-        k: v
-        for k, v in tags.items()
-        if k.lower() not in _STALE_TAGS and not k.lower().startswith("_statistics")
-    }
+    return {k: v for k, v in tags.items() if k.lower() not in _STALE_TAGS and not k.lower().startswith("_statistics")}
 
 
 def _describe_stream(stream: av.stream.Stream) -> str:
@@ -641,6 +725,8 @@ class VideoWriter:
         encode: encoder settings.
         audio: copy (or re-encode) the audio streams.
         subtitles: copy the subtitle streams (and font attachments).
+        time_base: the output video stream's time base (default: half the source's, for exact midpoints);
+            encoders limited to 16-bit time bases always get 1/rate.
 
     Raises:
         UsageError: unknown container, encoder, pixel format or encoder option.
@@ -656,8 +742,10 @@ class VideoWriter:
         *,
         audio: bool = True,
         subtitles: bool = True,
+        time_base: Fraction | None = None,
     ) -> None:
         self.path = Path(path)
+        self._time_base = time_base
         self.source = source
         self.rate = Fraction(rate)
         self.encode_options = encode or EncodeOptions()
@@ -688,7 +776,7 @@ class VideoWriter:
     # -- set-up ------------------------------------------------------------------------------------
 
     def _source_metadata(self) -> dict[str, str]:
-        with av.open(str(self.source.path)) as container:
+        with _open_input(self.source.path) as container:
             self._video_tags = _clean_tags(container.streams[self.source.stream_index].metadata)
             return dict(container.metadata)
 
@@ -708,7 +796,7 @@ class VideoWriter:
         if codec in _COARSE_TIME_BASE:
             tb = 1 / self.rate
         else:
-            tb = src.time_base / 2
+            tb = self._time_base or src.time_base / 2
             if tb.denominator > 2**31 - 1:
                 tb = src.time_base
         self.time_base = tb
@@ -765,8 +853,7 @@ class VideoWriter:
         if opts.crf is not None or ("crf" in private and not own_rate_control):
             if "crf" not in private:
                 raise UsageError(
-                    f"{codec} has no --crf setting; pass its own rate control with "
-                    "--encoder-opt (for example b=4M)"
+                    f"{codec} has no --crf setting; pass its own rate control with --encoder-opt (for example b=4M)"
                 )
             crf = DEFAULT_CRF if opts.crf is None else opts.crf
             options["crf"] = f"{crf:g}"
@@ -856,6 +943,9 @@ class VideoWriter:
             self._src = None
 
     def _add_reencoded_audio(self, stream: av.audio.stream.AudioStream, fmt: str, what: str) -> Any:
+        if stream.codec_context is None:  # no decoder for its codec id (unknown or damaged)
+            log.warning("%s cannot be stored in %s files and cannot be decoded; dropped", what, self.path.suffix or fmt)
+            return None
         codec = "aac"
         probe = av.open(io.BytesIO(), mode="w", format=fmt)
         try:
@@ -900,12 +990,24 @@ class VideoWriter:
 
     def _other_packets(self, streams: list[av.stream.Stream]) -> Iterator[tuple[av.Packet, Fraction | None]]:
         assert self._src is not None
+        # Damaged files can have copied packets whose DTS goes backwards, which the muxer refuses (and
+        # then the whole output would be lost): such packets are dropped, with one warning at the end.
+        nonstrict = bool(self._out.format.flags & av.format.Flags.ts_nonstrict.value)
+        last_dts: dict[int, int] = {}
+        dropped = 0
         try:
             for packet in self._src.demux(*streams):
                 kind, out, template = self._plan[packet.stream.index]
                 if kind == "copy":
                     if packet.dts is None and packet.size == 0:
                         continue  # demuxer's end-of-stream marker
+                    index = packet.stream.index
+                    if packet.dts is not None:
+                        last = last_dts.get(index)
+                        if last is not None and (packet.dts < last or (packet.dts == last and not nonstrict)):
+                            dropped += 1
+                            continue
+                        last_dts[index] = packet.dts
                     ts = packet.dts if packet.dts is not None else packet.pts
                     time = ts * Fraction(packet.time_base) if ts is not None else None
                     packet.stream = out
@@ -923,6 +1025,12 @@ class VideoWriter:
                 "%s: stopped copying audio/subtitles at a damaged part (%s)",
                 self.source.path,
                 _ffmpeg_message(exc),
+            )
+        if dropped:
+            log.warning(
+                "%s: dropped %d audio/subtitle packet(s) whose timestamps go backwards (damaged file)",
+                self.source.path,
+                dropped,
             )
         for kind, out, _ in self._plan.values():
             if kind == "encode":
@@ -990,9 +1098,7 @@ class VideoWriter:
             duration: display duration in seconds (sets the last frame's length in the file).
         """
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=RGB16)
-        frame = self._reformatter.reformat(
-            frame, format=self.pix_fmt, interpolation=SWS_FLAGS, **self._to_yuv
-        )
+        frame = self._reformatter.reformat(frame, format=self.pix_fmt, interpolation=SWS_FLAGS, **self._to_yuv)
         pts = round(Fraction(time) / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
@@ -1007,9 +1113,7 @@ class VideoWriter:
         try:
             packets = self._video.encode(frame)
         except av.FFmpegError as exc:
-            raise ProcessingError(
-                f"encoding frame {self.frames_written} failed ({_ffmpeg_message(exc)})"
-            ) from exc
+            raise ProcessingError(f"encoding frame {self.frames_written} failed ({_ffmpeg_message(exc)})") from exc
         self._mux_video(packets)
         self.frames_written += 1
 
