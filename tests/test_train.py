@@ -123,9 +123,7 @@ def test_effective_displacement_and_flow_loss():
     flow = torch.randn(b, 2, 8, 12)
     teacher["flow_t0"] = teacher["flow_t1"] = flow
     for scale, size in ((0.5, (4, 6)), (1.0, (8, 12)), (2.0, (16, 24))):
-        target = (
-            torch.nn.functional.interpolate(flow, size=size, mode="bilinear", align_corners=False) * scale
-        )
+        target = torch.nn.functional.interpolate(flow, size=size, mode="bilinear", align_corners=False) * scale
         centre = torch.zeros(b, k * k, *size)
         centre[:, 12] = 1.0  # the centre tap has no built-in displacement
         for _ in range(2):
@@ -306,3 +304,27 @@ def test_teacher_cache_is_reused_across_epochs(tmp_path, clip, tiny_arch):
     assert len(entries) == 3
     entry = torch.load(entries[0], weights_only=True)
     assert set(entry) == {"frame", "flow_t0", "flow_t1"} and entry["frame"].dtype == torch.float16
+
+
+def test_teacher_gate_keeps_only_samples_where_the_teacher_beats_blending():
+    from vfi_mini.train.loop import _teacher_gate
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(3, 4, 3, 32, 32, generator=g)
+    target = torch.rand(3, 3, 32, 32, generator=g)
+    blend = (frames[:, 1] + frames[:, 2]) / 2
+    teacher = torch.stack([target[0], 1 - target[1], 0.5 * (blend[2] + target[2])])
+    assert _teacher_gate(frames, target, teacher).tolist() == [True, False, True]
+
+
+def test_gated_distillation_from_blend_init(tmp_path, clip, tiny_arch):
+    """A random tiny RIFE is worse than blending everywhere: every sample is gated to ground truth."""
+    rife = _tiny_rife(tmp_path / "flownet.pkl")
+    cfg = _cfg(tmp_path, clip, arch=tiny_arch, teacher=str(rife), flow_distill=0.01, max_steps=4, init="blend")
+    cfg.teacher_gate = True
+    cfg.log_every = 2
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "teacher_gated" in r]
+    assert [r["teacher_gated"] for r in rows] == [2 * cfg.batch_size] * 2
+    assert all(r["loss_teacher"] == 0 and "loss_flow" not in r for r in rows)

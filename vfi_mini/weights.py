@@ -112,9 +112,7 @@ def _read_raw(
                 meta = dict(f.metadata() or {})
                 sd = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # noqa: BLE001
-            raise WeightsError(
-                f"cannot read weights file {path}: not a valid safetensors file ({exc})"
-            ) from exc
+            raise WeightsError(f"cannot read weights file {path}: not a valid safetensors file ({exc})") from exc
         cfg = json.loads(meta["model_config"]) if "model_config" in meta else None
         epoch = int(meta["epoch"]) if meta.get("epoch", "").isdigit() else None
         return sd, cfg, epoch, meta
@@ -155,15 +153,11 @@ def infer_config(sd: dict[str, torch.Tensor]) -> STMFNetConfig:
         raise WeightsError(f"kernel head has {taps} outputs, not a square number of AdaCoF taps")
     try:
         return STMFNetConfig(
-            feat_channels=tuple(
-                2 * _shape(sd, f"{fe}.conv{i}.resnext_small.conv3.weight", 0) for i in range(1, 5)
-            ),
+            feat_channels=tuple(2 * _shape(sd, f"{fe}.conv{i}.resnext_small.conv3.weight", 0) for i in range(1, 5)),
             kernel_hidden=_shape(sd, "get_kernel.moduleWeight1_ds.0.weight", 0),
             kernel_size=k,
             grid_channels=tuple(_shape(sd, f"scale_synthesis.lateral_{r}_1.f.1.weight", 0) for r in range(3)),
-            tenet_channels=tuple(
-                _shape(sd, f"{dt}.encoder.layer{i}.0.conv1.0.weight", 0) for i in range(1, 5)
-            ),
+            tenet_channels=tuple(_shape(sd, f"{dt}.encoder.layer{i}.0.conv1.0.weight", 0) for i in range(1, 5)),
             tenet_decoder=(
                 _shape(sd, f"{dt}.decoder.0.conv.0.weight", 0),
                 _shape(sd, f"{dt}.decoder.1.upconv.0.weight", 1),
@@ -217,9 +211,7 @@ def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], where:
         )
 
 
-def load_model(
-    source: str | Path | None = None, config: STMFNetConfig | None = None
-) -> tuple[STMFNet, Checkpoint]:
+def load_model(source: str | Path | None = None, config: STMFNetConfig | None = None) -> tuple[STMFNet, Checkpoint]:
     """Build the model a weights file describes and load it strictly. `source` None: bundled default.
 
     Args:
@@ -240,14 +232,21 @@ def load_model(
     return model.eval(), ckpt
 
 
-def save_weights(
-    model: STMFNet, path: str | Path, epoch: int = 0, metadata: dict[str, str] | None = None
-) -> Path:
+def save_weights(model: STMFNet, path: str | Path, epoch: int = 0, metadata: dict[str, str] | None = None) -> Path:
     """Write weights in the official format (``.pth``) or as ``.safetensors``.
 
     The architecture is stored with the weights unless it is a preset (so official-format files written
-    for the presets are byte-compatible with upstream loaders).
+    for the presets are byte-compatible with upstream loaders). `metadata` (string values) goes into the
+    safetensors metadata, or next to ``epoch`` and ``state_dict`` in a ``.pth`` file, where upstream
+    loaders ignore it; `vfi-mini info` shows the ``derived_config`` and ``density`` entries that
+    `vfi-mini prune` writes.
+
+    Raises:
+        ValueError: `metadata` uses a reserved key (epoch, state_dict, model_config, format).
     """
+    reserved = {"epoch", "state_dict", "model_config", "format"} & set(metadata or {})
+    if reserved:
+        raise ValueError(f"metadata key {sorted(reserved)[0]!r} is reserved")
     path = Path(path)
     cfg = model.config
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -261,6 +260,7 @@ def save_weights(
         obj: dict[str, Any] = {"epoch": epoch, "state_dict": sd}
         if cfg.preset_name() is None:
             obj["model_config"] = cfg.to_dict()
+        obj.update(metadata or {})
         torch.save(obj, str(path))
     return path
 
@@ -268,7 +268,7 @@ def save_weights(
 def describe(source: str | Path | None) -> dict[str, Any]:
     """What a weights file contains, for `vfi-mini info --weights`. Raises WeightsError if it does not load."""
     model, ckpt = load_model(source)
-    return {
+    out: dict[str, Any] = {
         "path": str(ckpt.path),
         "architecture": ckpt.config.preset_name() or "custom",
         "config": ckpt.config.to_dict(),
@@ -277,3 +277,16 @@ def describe(source: str | Path | None) -> dict[str, Any]:
         "epoch": ckpt.epoch,
         "loads": True,
     }
+    derived = ckpt.metadata.get("derived_config")
+    if isinstance(derived, str):  # written by `vfi-mini prune` next to sparse weights
+        try:
+            cfg = STMFNetConfig.from_dict(json.loads(derived))
+        except (TypeError, ValueError) as exc:
+            raise WeightsError(f"weights file {ckpt.path} stores an invalid derived architecture: {exc}") from exc
+        out["density"] = float(ckpt.metadata.get("density", "nan"))
+        out["derived_architecture"] = {
+            "name": cfg.preset_name() or "custom",
+            "config": cfg.to_dict(),
+            "parameters": count_parameters(build_model(cfg)),
+        }
+    return out

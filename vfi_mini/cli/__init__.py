@@ -24,4 +24,4 @@ def main() -> None:
 
 
 # Each module adds its command to `cli`.
-from . import bench, double, eval, frames, info, train  # noqa: E402,F401
+from . import bench, double, eval, frames, info, prune, train  # noqa: E402,F401

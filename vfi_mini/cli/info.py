@@ -34,9 +34,7 @@ def gather_info(weights: str | None) -> dict:
 
 
 @cli.command()
-@click.option(
-    "--weights", "-w", metavar="FILE", help="Describe this weights file (path, bundled name or hf://...)."
-)
+@click.option("--weights", "-w", metavar="FILE", help="Describe this weights file (path, bundled name or hf://...).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @handle_errors
 def info(weights: str | None, as_json: bool) -> None:
@@ -69,3 +67,9 @@ def info(weights: str | None, as_json: bool) -> None:
         if w["epoch"] is not None:
             click.echo(f"  epoch:        {w['epoch']}")
         click.echo("  loads:        yes (strict)")
+        if "derived_architecture" in w:
+            der = w["derived_architecture"]
+            click.echo(f"  density:      {w['density']:.4f} (non-zero weights, from vfi-mini prune)")
+            click.echo(f"  derived architecture: {der['name']}, {der['parameters']:,} parameters")
+            for key, value in der["config"].items():
+                click.echo(f"    {key + ':':15s} {value}")

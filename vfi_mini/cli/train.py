@@ -23,7 +23,11 @@ from ._common import echo_json, handle_errors, setup_logging
 @click.option(
     "--arch", default="stmfnet-mini", show_default=True, help="Preset name or architecture JSON (from prune)."
 )
-@click.option("--init", metavar="WEIGHTS", help="Start from these weights.")
+@click.option(
+    "--init",
+    metavar="WEIGHTS",
+    help="Start from these weights, or 'blend': a fresh model whose output starts at the frame blend.",
+)
 @click.option("--teacher", metavar="FILE", help="ST-MFNet checkpoint or RIFE v4 flownet.pkl to distil from.")
 @click.option(
     "--alpha",
@@ -32,9 +36,7 @@ from ._common import echo_json, handle_errors, setup_logging
     show_default=True,
     help="Weight of the ground-truth term with a teacher.",
 )
-@click.option(
-    "--teacher-only-data", multiple=True, metavar="SPEC", help="Footage used with teacher targets only."
-)
+@click.option("--teacher-only-data", multiple=True, metavar="SPEC", help="Footage used with teacher targets only.")
 @click.option(
     "--flow-distill",
     type=float,
@@ -44,25 +46,26 @@ from ._common import echo_json, handle_errors, setup_logging
     help="Pull the AdaCoF displacement towards the teacher's flow (RIFE teacher).",
 )
 @click.option(
+    "--teacher-gate/--no-teacher-gate",
+    default=False,
+    show_default=True,
+    help="Drop the teacher term on samples where the teacher is worse than frame blending "
+    "(they are learned from the ground truth alone).",
+)
+@click.option(
     "--teacher-cache",
     metavar="DIR",
     help="Store teacher outputs here and reuse them; each window then keeps the same crop every epoch.",
 )
 @click.option("--loss", default="lap", show_default=True, type=click.Choice(["lap", "charbonnier", "l1"]))
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option(
-    "--schedule", default="step", show_default=True, type=click.Choice(["step", "plateau", "constant"])
-)
-@click.option(
-    "--lr-step", type=int, default=20_000, show_default=True, help="Steps between halvings (step schedule)."
-)
+@click.option("--schedule", default="step", show_default=True, type=click.Choice(["step", "plateau", "constant"]))
+@click.option("--lr-step", type=int, default=20_000, show_default=True, help="Steps between halvings (step schedule).")
 @click.option("--epochs", type=int)
 @click.option("--max-steps", type=int)
 @click.option("--time-budget", metavar="DURATION", help="Stop after this long, e.g. 45m or 2h.")
 @click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option(
-    "--crop", type=int, default=256, show_default=True, help="Training crop size (128 for quick CPU work)."
-)
+@click.option("--crop", type=int, default=256, show_default=True, help="Training crop size (128 for quick CPU work).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]))
 @click.option(
@@ -136,8 +139,7 @@ def train_cmd(quiet: bool, as_json: bool, resume: bool, time_budget: str | None,
         if bar is not None:
             bar.close()
         click.echo(
-            f"vfi-mini: interrupted at step {exc.summary['step']}; state saved in {cfg.out} "
-            "(continue with --resume)",
+            f"vfi-mini: interrupted at step {exc.summary['step']}; state saved in {cfg.out} (continue with --resume)",
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)

@@ -36,10 +36,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
-from ..errors import InputError, UsageError
+from ..errors import InputError, ProcessingError, UsageError
 from ..interpolator import PAD_MULTIPLE, check_precision, pad_to_multiple, resolve_device, to_channels_last
 from ..metrics import psnr, ssim_matlab
 from ..models import PRESETS, STMFNet, STMFNetConfig, build_model, count_parameters
+from ..models.init import blend_init
 from ..weights import load_model, save_weights
 from .losses import get_loss
 
@@ -53,7 +54,7 @@ class TrainConfig:
     data: list[str]
     out: str
     arch: str = "stmfnet-mini"  # preset name or path to an architecture JSON (e.g. from `prune`)
-    init: str | None = None  # weights to start from
+    init: str | None = None  # weights to start from, or "blend" (see vfi_mini.models.init)
     teacher: str | None = None
     alpha: float = 0.1
     teacher_only_data: list[str] = field(default_factory=list)
@@ -81,6 +82,12 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     teacher_cache: str | None = None  # directory; keeps each window's augmentation fixed across epochs
+    teacher_gate: bool = False  # drop the teacher term on samples where the teacher is worse than blending
+    optimizer: str = "adamax"  # adamax | obproxsg (L1 sparsity training for pruning, spec §12)
+    obprox_lambda: float = 1e-4  # OBProx-SG L1 weight
+    obprox_np: int = 2  # OBProx-SG: Prox-SG epochs before the Orthant steps (an epoch = batches per epoch)
+    obprox_eps: float = 1e-4  # OBProx-SG Orthant projection threshold
+    finetune_flow: bool = False  # also train PWC-Net, frozen otherwise (pruning trains it, as upstream)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,9 +192,7 @@ class EpochSampler:
         self.epoch, self.pos = int(s["epoch"]), int(s["pos"])
 
 
-def _fetch(
-    dataset: Dataset, items: list[tuple[int, int]], fixed_augment: bool = False
-) -> dict[str, torch.Tensor]:
+def _fetch(dataset: Dataset, items: list[tuple[int, int]], fixed_augment: bool = False) -> dict[str, torch.Tensor]:
     """Stack the samples (epoch, index); `fixed_augment` gives every epoch the crops of epoch 0."""
     samples = []
     for epoch, idx in items:
@@ -275,10 +280,7 @@ class TeacherCache:
                 os.replace(tmp, paths[i])
                 found[i] = entry
         keys = found[0].keys()
-        return {
-            k: torch.stack([found[i][k] for i in range(len(paths))]).to(frames.device, torch.float32)
-            for k in keys
-        }
+        return {k: torch.stack([found[i][k] for i in range(len(paths))]).to(frames.device, torch.float32) for k in keys}
 
 
 def _load_teacher(path: str) -> tuple[str, torch.nn.Module]:
@@ -318,9 +320,7 @@ def effective_displacement(
     return torch.cat([dx, dy], dim=1)
 
 
-def flow_distillation_loss(
-    maps: list[torch.Tensor], teacher: dict[str, torch.Tensor], dilation: int
-) -> torch.Tensor:
+def flow_distillation_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Tensor], dilation: int) -> torch.Tensor:
     """L1 between the student's AdaCoF displacement and the teacher's flow at the three scales.
 
     Sum-reduced over pixels (like the Lap loss) and averaged over the six maps, so a weight around 0.01
@@ -341,12 +341,29 @@ def flow_distillation_loss(
     return total / 6
 
 
+def _teacher_gate(frames: torch.Tensor, target: torch.Tensor, teacher_frame: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the samples whose teacher output is closer to the ground truth than frame blending is.
+
+    A teacher is not right everywhere: RIFE 4.25 loses ~5 dB to plain blending on slow, finely textured
+    pans (the held-out birds clip). Distilling those samples teaches the student the teacher's mistakes.
+    """
+    blend = (frames[:, 1] + frames[:, 2]) / 2
+    err_t = (teacher_frame.float() - target).square().mean(dim=(1, 2, 3))
+    err_b = (blend.float() - target).square().mean(dim=(1, 2, 3))
+    return err_t <= err_b
+
+
+def _masked(loss_fn: Callable[..., torch.Tensor], pred: torch.Tensor, target: torch.Tensor, keep: torch.Tensor):
+    """A sum-reduced loss over the selected samples only (0 when none is selected)."""
+    if not bool(keep.any()):
+        return pred.sum() * 0.0
+    return loss_fn(pred[keep], target[keep])
+
+
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-def validate(
-    model: STMFNet, samples: list[dict[str, torch.Tensor]], device: torch.device
-) -> dict[str, float]:
+def validate(model: STMFNet, samples: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, float]:
     """Mean PSNR / SSIM (spec §10) of the model and of frame blending on fixed validation samples."""
     was_training = model.training
     model.eval()
@@ -384,6 +401,32 @@ def _validation_samples(cfg: TrainConfig) -> list[dict[str, torch.Tensor]]:
     return out
 
 
+def make_optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter], steps_per_epoch: int) -> torch.optim.Optimizer:
+    """AdaMax with the paper's settings, or OBProx-SG whose epoch is `steps_per_epoch` optimizer steps."""
+    if cfg.optimizer == "obproxsg":
+        from ..prune.obprox import OBProxSG
+
+        return OBProxSG(
+            params,
+            lr=cfg.lr,
+            lambda_=cfg.obprox_lambda,
+            eps=cfg.obprox_eps,
+            np=cfg.obprox_np,
+            epoch_size=steps_per_epoch,
+        )
+    return torch.optim.Adamax(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+
+
+def _sparsity_log(model: STMFNet, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """The pruning post-step: global density and OBProx-SG phase, for the log rows of sparsity training."""
+    from ..prune.density import global_density
+    from ..prune.obprox import OBProxSG
+
+    if not isinstance(opt, OBProxSG):
+        return {}
+    return {"density": global_density(model), "phase": "orthant" if opt.orthant_phase else "prox-sg"}
+
+
 def _schedule_lr(cfg: TrainConfig, step: int, plateau_decays: int) -> float:
     if cfg.schedule == "step":
         return cfg.lr * cfg.gamma ** (step // max(1, cfg.lr_step))
@@ -408,6 +451,8 @@ def train(
         raise UsageError("give at least one of --epochs, --max-steps or --time-budget")
     if (cfg.teacher_only_data or cfg.flow_distill) and not cfg.teacher:
         raise UsageError("--teacher-only-data and --flow-distill need a --teacher")
+    if cfg.optimizer not in ("adamax", "obproxsg"):
+        raise UsageError(f"unknown optimizer {cfg.optimizer!r}; use adamax or obproxsg")
     d = init_distributed(device)
     run = Path(cfg.out)
     state_path = run / "state.pt"
@@ -419,15 +464,18 @@ def train(
     torch.manual_seed(cfg.seed)
     arch = resolve_arch(cfg.arch)
     model = build_model(arch)
-    if cfg.init:
+    if cfg.init == "blend":
+        blend_init(model)
+    elif cfg.init:
         init_model, _ = load_model(cfg.init, config=arch)
         model.load_state_dict(init_model.state_dict())
+    if cfg.finetune_flow and arch.flow:
+        model.flow_estimator.requires_grad_(True)
     model.to(device).train()
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
         to_channels_last(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adamax(params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     ddp_model: torch.nn.Module = model
     if d.world > 1:
         # find_unused_parameters: GridNet's dead row-0 blocks (see gridnet.py) never get gradients.
@@ -440,6 +488,8 @@ def train(
         raise UsageError("give at least one --data")
     teacher_only = _make_datasets(cfg.teacher_only_data, cfg.crop, cfg.seed + 1, "train")
     sampler = EpochSampler(len(dataset), cfg.seed, d)
+    steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * d.world))
+    opt = make_optimizer(cfg, params, steps_per_epoch)
     sampler_t = EpochSampler(len(teacher_only), cfg.seed + 1, d) if teacher_only is not None else None
     teacher = Teacher(cfg.teacher, device) if cfg.teacher else None
     cache = TeacherCache(cfg.teacher_cache, cfg.teacher) if (teacher and cfg.teacher_cache) else None
@@ -477,7 +527,6 @@ def train(
             )
         )
 
-    steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * d.world))
     max_steps = cfg.max_steps
     if cfg.epochs is not None:
         by_epochs = cfg.epochs * steps_per_epoch
@@ -537,6 +586,7 @@ def train(
     old_handler = signal.signal(signal.SIGTERM, on_sigterm) if _in_main_thread() else None
     window_loss, window_n, window_t = 0.0, 0, time.monotonic()
     window_terms: dict[str, float] = {}
+    n_gated = 0  # samples (since the last log line) whose teacher term was dropped by --teacher-gate
     try:
         # The time budget counts this invocation only, so `--resume --time-budget 2h` trains 2 more hours.
         while (max_steps is None or step < max_steps) and (
@@ -557,20 +607,33 @@ def train(
             terms: dict[str, torch.Tensor] = {"gt": loss_fn(pred, target)}
             if teacher is not None:
                 t_out = teach(frames)
-                terms["gt"] = cfg.alpha * terms["gt"]
-                terms["teacher"] = loss_fn(pred, t_out["frame"].float())
-                if want_maps and "flow_t0" in t_out:
+                keep = _teacher_gate(frames, target, t_out["frame"]) if cfg.teacher_gate else None
+                if keep is None or bool(keep.all()):
+                    terms["gt"] = cfg.alpha * terms["gt"]
+                    terms["teacher"] = loss_fn(pred, t_out["frame"].float())
+                else:  # samples where the teacher is worse than blending are learned from ground truth only
+                    terms["gt"] = cfg.alpha * _masked(loss_fn, pred, target, keep) + _masked(
+                        loss_fn, pred, target, ~keep
+                    )
+                    terms["teacher"] = _masked(loss_fn, pred, t_out["frame"].float(), keep)
+                    n_gated += int((~keep).sum())
+                if want_maps and "flow_t0" in t_out and (keep is None or bool(keep.any())):
+                    sel = slice(None) if keep is None else keep
                     terms["flow"] = cfg.flow_distill * flow_distillation_loss(
-                        [m.float() for m in maps], t_out, arch.dilation
+                        [m[sel].float() for m in maps],
+                        {k: v[sel] for k, v in t_out.items() if torch.is_tensor(v)},
+                        arch.dilation,
                     )
             if teacher_only is not None and sampler_t is not None and teacher is not None:
-                tf = _fetch(teacher_only, sampler_t.take(cfg.batch_size), cache is not None)["frames"].to(
-                    device
-                )
+                tf = _fetch(teacher_only, sampler_t.take(cfg.batch_size), cache is not None)["frames"].to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
                     tp = ddp_model(*[f.contiguous(memory_format=fmt) for f in tf.unbind(1)]).float()
                 terms["teacher_only"] = loss_fn(tp, teach(tf)["frame"].float())
             loss = sum(terms.values())
+            if cfg.optimizer == "obproxsg" and not torch.isfinite(loss):
+                # Plain gradient steps on the sum-reduced loss diverge quickly when lr is too large; stop
+                # before the Orthant projection silently zeroes the NaN weights.
+                raise ProcessingError(f"the loss became non-finite at step {step + 1}; lower --lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -589,10 +652,12 @@ def train(
                         "lr": lr,
                         "elapsed": round(elapsed(), 1),
                         "samples_per_s": window_n * cfg.batch_size * d.world / max(1e-9, now - window_t),
+                        **({"teacher_gated": n_gated} if cfg.teacher_gate and teacher is not None else {}),
                         "epoch": sampler.epoch,
+                        **_sparsity_log(model, opt),
                     }
                 )
-                window_loss, window_n, window_t, window_terms = 0.0, 0, now, {}
+                window_loss, window_n, window_t, window_terms, n_gated = 0.0, 0, now, {}, 0
             if val_samples and (step % cfg.val_every == 0):
                 run_validation()
                 last_val_step = step
@@ -608,6 +673,7 @@ def train(
                     "lr": lr,
                     "elapsed": round(elapsed(), 1),
                     "epoch": sampler.epoch,
+                    **_sparsity_log(model, opt),
                 }
             )
         if val_samples and last_val_step != step:  # every run ends with a validation
