@@ -36,22 +36,16 @@ HEADERS = {
 
 
 def _parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default="footage/clips", help="footage cache (default: footage/clips)")
     p.add_argument("--splits", default=None, help=f"splits file (default: {SPLITS_FILE})")
-    p.add_argument(
-        "--limit", type=int, default=24, help="windows per clip, evenly spaced (0: all; default 24)"
-    )
+    p.add_argument("--limit", type=int, default=24, help="windows per clip, evenly spaced (0: all; default 24)")
     p.add_argument("-w", "--weights", action="append", default=[], help="a model to add (repeatable)")
     p.add_argument("--no-baselines", action="store_true", help="models only (plus blend, for the margin)")
     p.add_argument("--rife", metavar="FLOWNET_PKL", help="add the RIFE 4.25 teacher (from I1, I2) as a reference")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument(
-        "--threads", type=int, default=1, help="PyTorch CPU threads (default 1: share the machine)"
-    )
+    p.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1: share the machine)")
     p.add_argument("--json", dest="json_path", default=None, help="write everything (all rows) to this file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return p.parse_args()

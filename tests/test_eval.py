@@ -108,9 +108,7 @@ def data_root(tmp_path_factory) -> Path:
     (root / "snufilm" / "test-easy.txt").write_text(
         "\n".join([line(0, 1, 2, 3), line(0, 5, 6, 7), line(1, 4, 5, 6), line(1, 11, 12, 13)]) + "\n"
     )
-    (root / "snufilm" / "test-medium.txt").write_text(
-        "\n".join([line(0, 4, 6, 8), line(1, 8, 10, 12)]) + "\n"
-    )
+    (root / "snufilm" / "test-medium.txt").write_text("\n".join([line(0, 4, 6, 8), line(1, 8, 10, 12)]) + "\n")
     # Vimeo-90K septuplets: im1..im7 are frames 1..7
     base = root / "vimeo_septuplet"
     names = ["00001/0001", "00001/0002", "00002/0001"]
@@ -213,9 +211,7 @@ def test_video_layout_npy_folder(npy_dir):
     r = evaluate(oracle, npy_dir, "video")
     nums = [s[0] for s in oracle.seen]
     # each frame t with t-3 and t+3 inside the clip: 'a' t = 3..6, 'b' t = 3..4
-    assert nums == [(t - 3, t - 1, t + 1, t + 3) for t in (3, 4, 5, 6)] + [
-        (t - 3, t - 1, t + 1, t + 3) for t in (3, 4)
-    ]
+    assert nums == [(t - 3, t - 1, t + 1, t + 3) for t in (3, 4, 5, 6)] + [(t - 3, t - 1, t + 1, t + 3) for t in (3, 4)]
     assert set(r.group_means()) == {"clips/a", "clips/b"}
     assert r.means()["psnr"] == pytest.approx(CAP)
     # blend is exact on this constant-speed ramp, repeat is 16 codes off in one channel
@@ -362,9 +358,7 @@ def test_minterpolate_small_frames_and_bad_input():
 def test_minterpolate_baseline_through_evaluate(tmp_path):
     np.save(tmp_path / "moving.npy", np.stack(_moving([2 * k for k in range(9)])))
     ts = open_test_set(tmp_path / "moving.npy", "video")
-    res = evaluate_methods(
-        {b: make_baseline(b) for b in ("repeat", "blend", "minterpolate", "minterpolate-aobmc")}, ts
-    )
+    res = evaluate_methods({b: make_baseline(b) for b in ("repeat", "blend", "minterpolate", "minterpolate-aobmc")}, ts)
     psnr = {k: v.means()["psnr"] for k, v in res.items()}
     assert psnr["minterpolate"] > psnr["blend"] + 2 and psnr["minterpolate-aobmc"] > psnr["blend"] + 2
     assert psnr["blend"] > psnr["repeat"]
@@ -385,9 +379,7 @@ def _one_error_line(result, code: int, fragment: str) -> None:
 
 def test_cli_json_and_csv(data_root, tmp_path):
     out = tmp_path / "rows.csv"
-    r = run(
-        "eval", "--data", data_root, "--layout", "davis", "--baseline", "blend", "--json", "--csv", out, "-q"
-    )
+    r = run("eval", "--data", data_root, "--layout", "davis", "--baseline", "blend", "--json", "--csv", out, "-q")
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["layout"] == "davis" and d["method"] == "blend" and d["samples"] == 5
@@ -421,18 +413,14 @@ def test_cli_exit_codes(data_root, tmp_path):
         3,
         "does not exist",
     )
-    _one_error_line(
-        run("eval", "--data", data_root, "--layout", "kitti", "--baseline", "blend"), 3, "unknown layout"
-    )
+    _one_error_line(run("eval", "--data", data_root, "--layout", "kitti", "--baseline", "blend"), 3, "unknown layout")
     (tmp_path / "empty").mkdir()
     _one_error_line(
         run("eval", "--data", tmp_path / "empty", "--layout", "ucf101", "--baseline", "blend"),
         3,
         "no ucf101 samples",
     )
-    _one_error_line(
-        run("eval", "--data", data_root, "--layout", "ucf101", "-w", tmp_path / "none.pth"), 4, "not found"
-    )
+    _one_error_line(run("eval", "--data", data_root, "--layout", "ucf101", "-w", tmp_path / "none.pth"), 4, "not found")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     _one_error_line(run("eval", "--data", data_root, "--layout", "ucf101", "-w", bad), 4, "bad.pth")

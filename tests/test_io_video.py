@@ -86,9 +86,7 @@ def test_probe_bad_inputs_raise_input_error(tmp_path, kind):
         path = tmp_path / "bad.m4a"
         with av.open(str(path), "w") as out:
             stream = out.add_stream("aac", rate=48000)
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((2, 1024), np.float32), format="fltp", layout="stereo"
-            )
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
             frame.sample_rate, frame.pts = 48000, 0
             out.mux(stream.encode(frame))
             out.mux(stream.encode(None))

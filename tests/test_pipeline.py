@@ -58,9 +58,7 @@ def _timed(n: int, step: Fraction = Fraction(1, 25), c: int = 3) -> list[Frame]:
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_stream_gives_2n_frames_with_midpoint_times(n, batch_size):
     out = list(
-        interpolate_stream(
-            _timed(n), blend, batch_size=batch_size, hold_last=True, default_step=Fraction(1, 25)
-        )
+        interpolate_stream(_timed(n), blend, batch_size=batch_size, hold_last=True, default_step=Fraction(1, 25))
     )
     assert len(out) == 2 * n
     assert [f.kind for f in out] == ["input", "interpolated"] * (n - 1) + ["input", "held"]
@@ -303,9 +301,7 @@ def test_interpolated_frames_land_between_their_neighbours(tmp_path):
     """On a smoothly moving pattern, output frame 2k+1 is closer to the true picture at k + 1/2 than to
     the pictures at k and k + 1, and the inputs come back in place."""
     w, h = 96, 64
-    src = make_video(
-        tmp_path / "in.mp4", frames=6, size=(w, h), pix_fmt="yuv444p", lossless=True, audio=False
-    )
+    src = make_video(tmp_path / "in.mp4", frames=6, size=(w, h), pix_fmt="yuv444p", lossless=True, audio=False)
     dst = tmp_path / "out.mp4"
     double_video(src, dst, blend, encode=LOSSLESS)
     out = [f.rgb.astype(np.float64) / 65535 for f in decode_frames(dst)]

@@ -161,9 +161,7 @@ def _populate_hf_cache(cache, repo_id, filename, payload):
 
 def test_hf_source_from_local_cache_offline(tmp_path, official_checkpoints):
     cache = tmp_path / "hub"
-    _populate_hf_cache(
-        cache, "vfi-mini/weights", "mini.pth", official_checkpoints["stmfnet-mini"].read_bytes()
-    )
+    _populate_hf_cache(cache, "vfi-mini/weights", "mini.pth", official_checkpoints["stmfnet-mini"].read_bytes())
     code = (
         "from vfi_mini.weights import load_model\n"
         "from vfi_mini.errors import WeightsError\n"
@@ -172,9 +170,7 @@ def test_hf_source_from_local_cache_offline(tmp_path, official_checkpoints):
         "except WeightsError as e:\n    print('ERR', e)\n"
     )
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "OK stmfnet-mini" in out
     err_line = [line for line in out.splitlines() if line.startswith("ERR")][0]
     assert "hf://vfi-mini/weights/absent.pth" in err_line and str(cache) in err_line
@@ -196,9 +192,7 @@ def test_info_json_reports_both_presets():
 
 def test_info_describes_weights_and_rejects_bad_ones(tmp_path, official_checkpoints):
     run = [sys.executable, "-m", "vfi_mini", "info", "--json", "--weights"]
-    out = subprocess.run(
-        run + [str(official_checkpoints["stmfnet"])], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run(run + [str(official_checkpoints["stmfnet"])], capture_output=True, text=True, check=True)
     w = json.loads(out.stdout)["weights"]
     assert w["architecture"] == "stmfnet" and w["parameters"] == 21_028_799 and w["loads"] is True
     (tmp_path / "broken.pth").write_bytes(official_checkpoints["stmfnet-mini"].read_bytes()[:5000])

@@ -166,9 +166,7 @@ def time_pipeline(interp: Interpolator, video: Path, work: Path) -> dict[str, fl
     decode_s = (time.perf_counter() - t0) / max(1, len(decoded))
 
     t0 = time.perf_counter()
-    writer = VideoWriter(
-        work / "encode-only.mp4", info, info.rate * 2, EncodeOptions(), audio=False, subtitles=False
-    )
+    writer = VideoWriter(work / "encode-only.mp4", info, info.rate * 2, EncodeOptions(), audio=False, subtitles=False)
     try:
         half = Fraction(1, 2) / info.rate
         for f in decoded:
@@ -233,9 +231,7 @@ def run_bench(
         with tempfile.TemporaryDirectory(prefix="vfi-bench-") as tmp:
             work = Path(tmp)
             video = (
-                Path(input_video)
-                if input_video
-                else _synthetic_clip(work / "clip.mp4", width, height, pipeline_frames)
+                Path(input_video) if input_video else _synthetic_clip(work / "clip.mp4", width, height, pipeline_frames)
             )
             say(f"pipeline on {video.name}")
             pipe = time_pipeline(interp, video, work)

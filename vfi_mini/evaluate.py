@@ -345,9 +345,7 @@ def _snufilm(path: Path, mode: str, limit: int | None) -> TestSet:
         if i0 is None or i3 is None:
             skipped += 1  # boundary: upstream skips these too
             continue
-        samples.append(
-            Sample(f"{mode}-{i:04d}", first.parent.name, _image_loader([i0, first, last, i3, middle]))
-        )
+        samples.append(Sample(f"{mode}-{i:04d}", first.parent.name, _image_loader([i0, first, last, i3, middle])))
     if unlisted:
         log.warning(
             "%s: %d listed triplet(s) not found under %s, e.g. %s",
@@ -357,9 +355,7 @@ def _snufilm(path: Path, mode: str, limit: int | None) -> TestSet:
             unlisted[0],
         )
     if skipped:
-        log.info(
-            "%s: %d triplet(s) skipped (frames -%d or +%d do not exist)", list_name, skipped, off, 2 * off
-        )
+        log.info("%s: %d triplet(s) skipped (frames -%d or +%d do not exist)", list_name, skipped, off, 2 * off)
     return TestSet(
         f"snufilm-{mode}",
         str(root),
@@ -382,9 +378,7 @@ def _vimeo(path: Path, limit: int | None) -> TestSet:
         return load
 
     idx = _evenly(list(range(len(ds))), limit)
-    samples = [
-        Sample(f"{ds.dirs[k].parent.name}/{ds.dirs[k].name}", ds.dirs[k].parent.name, loader(k)) for k in idx
-    ]
+    samples = [Sample(f"{ds.dirs[k].parent.name}/{ds.dirs[k].name}", ds.dirs[k].parent.name, loader(k)) for k in idx]
     return TestSet(
         "vimeo-septuplet",
         str(ds.dirs[0].parent.parent) if ds.dirs else str(path),
@@ -539,9 +533,7 @@ class EvalResult:
 
     def group_means(self) -> dict[str, dict[str, float]]:
         """{sequence: {"samples": n, "psnr": ..., "ssim_matlab": ..., "ssim": ...}}."""
-        return {
-            g: {"samples": len(rs), **{k: _mean(rs, k) for k in METRICS}} for g, rs in self.groups().items()
-        }
+        return {g: {"samples": len(rs), **{k: _mean(rs, k) for k in METRICS}} for g, rs in self.groups().items()}
 
     def means(self) -> dict[str, float]:
         """The set's scores: mean over sequences of per-sequence means, or over samples (see module doc)."""
@@ -559,9 +551,7 @@ class EvalResult:
             "layout": self.layout,
             "data": self.data,
             "method": self.method,
-            "aggregation": "mean over sequences of per-sequence means"
-            if self.per_sequence
-            else "mean over samples",
+            "aggregation": "mean over sequences of per-sequence means" if self.per_sequence else "mean over samples",
             "samples": len(self.rows),
             "skipped": self.skipped,
             "mean": self.means(),
@@ -642,9 +632,7 @@ def evaluate_methods(
             out = _check_output(interp(window), target, m)
             dt = time.perf_counter() - t0
             sc = compute_metrics(out, target)
-            results[m].rows.append(
-                SampleResult(s.name, s.group, sc["psnr"], sc["ssim_matlab"], sc["ssim"], dt)
-            )
+            results[m].rows.append(SampleResult(s.name, s.group, sc["psnr"], sc["ssim_matlab"], sc["ssim"], dt))
         log.debug("%s: %s", s.name, {m: round(r.rows[-1].psnr, 3) for m, r in results.items()})
         if progress is not None:
             progress(done, total)

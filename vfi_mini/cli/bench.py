@@ -10,12 +10,8 @@ from ._common import echo_json, handle_errors, setup_logging
 
 @cli.command()
 @click.option("--size", default="480p", show_default=True, help="480p (854x480), 720p, 1080p, 2160p or WxH.")
-@click.option(
-    "-w", "--weights", metavar="FILE", help="Weights to time (default: a random initialisation of --arch)."
-)
-@click.option(
-    "--arch", default="stmfnet-mini", show_default=True, help="Architecture when no --weights is given."
-)
+@click.option("-w", "--weights", metavar="FILE", help="Weights to time (default: a random initialisation of --arch).")
+@click.option("--arch", default="stmfnet-mini", show_default=True, help="Architecture when no --weights is given.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "bf16"]))
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: PyTorch's choice).")

@@ -85,9 +85,7 @@ from .double import DEVICE_HELP, progress_bar
     metavar="N",
     help="CPU threads (default: PyTorch's choice).",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object (means, sequences, rows) on stdout."
-)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (means, sequences, rows) on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no warnings.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more (per-sample scores).")
 @handle_errors
@@ -128,9 +126,7 @@ def eval_cmd(
     setup_logging(quiet=quiet, verbose=verbose)
     if weights and baseline:
         raise UsageError("give --weights or --baseline, not both")
-    test_set = open_test_set(
-        data, layout, limit=limit, max_short_side=max_short_side, splits_file=splits_file
-    )
+    test_set = open_test_set(data, layout, limit=limit, max_short_side=max_short_side, splits_file=splits_file)
     if baseline:
         if threads is not None:
             torch.set_num_threads(threads)
@@ -152,10 +148,7 @@ def eval_cmd(
         width = max([len(g) for g in gm] + [8])
         click.echo(f"{'sequence':<{width}}  samples     PSNR  SSIM(matlab)    SSIM")
         for g, v in gm.items():
-            click.echo(
-                f"{g:<{width}}  {v['samples']:7d}  {v['psnr']:7.3f}  {v['ssim_matlab']:12.4f}  "
-                f"{v['ssim']:6.4f}"
-            )
+            click.echo(f"{g:<{width}}  {v['samples']:7d}  {v['psnr']:7.3f}  {v['ssim_matlab']:12.4f}  {v['ssim']:6.4f}")
     n = len(result.groups())
     n_seq = f", {n} sequence{'s' if n != 1 else ''}" if result.per_sequence else ""
     click.echo(

@@ -87,9 +87,7 @@ class FrameDataset(Dataset):
         ch, cw = min(self.crop, h), min(self.crop, w)
         if self.augment:
             if ch < self.crop or cw < self.crop:
-                raise InputError(
-                    f"{type(self).__name__}: frames of {w}x{h} are smaller than the {self.crop} crop"
-                )
+                raise InputError(f"{type(self).__name__}: frames of {w}x{h} are smaller than the {self.crop} crop")
             y = int(rng.integers(0, h - ch + 1))
             x = int(rng.integers(0, w - cw + 1))
         else:
@@ -152,9 +150,7 @@ class Vimeo90kSeptuplet(FrameDataset):
     ) -> None:
         super().__init__(crop, split == "train" if augment is None else augment, seed)
         base = _find_root(root, "vimeo_septuplet", "sequences")
-        list_name = {"train": "sep_trainlist.txt", "val": "sep_testlist.txt", "test": "sep_testlist.txt"}.get(
-            split
-        )
+        list_name = {"train": "sep_trainlist.txt", "val": "sep_testlist.txt", "test": "sep_testlist.txt"}.get(split)
         if list_name is None:
             raise InputError(f"Vimeo-90K split must be train, val or test, not {split!r}")
         lst = base / list_name
@@ -168,8 +164,7 @@ class Vimeo90kSeptuplet(FrameDataset):
         if len(present) < len(self.dirs):
             missing = next(d for d in self.dirs if not (d / "im7.png").is_file())
             warnings.warn(
-                f"{lst}: {len(self.dirs) - len(present)} of {len(self.dirs)} listed clips are missing, "
-                f"e.g. {missing}",
+                f"{lst}: {len(self.dirs) - len(present)} of {len(self.dirs)} listed clips are missing, e.g. {missing}",
                 stacklevel=2,
             )
         self.dirs = present
@@ -191,9 +186,7 @@ class BVIDVCQuintuplets(FrameDataset):
 
     salt = 2
 
-    def __init__(
-        self, root: str | Path, crop: int | None = DEFAULT_CROP, augment: bool = True, seed: int = 0
-    ) -> None:
+    def __init__(self, root: str | Path, crop: int | None = DEFAULT_CROP, augment: bool = True, seed: int = 0) -> None:
         super().__init__(crop, augment, seed)
         base = _find_root(root, "bvidvc", "quintuplets")
         q = base / "quintuplets"
@@ -479,9 +472,7 @@ class VideoClips(FrameDataset):
             f = d / e["file"]
             if not f.is_file():
                 raise InputError(f"{f}: listed in index.json but missing (re-run scripts/prepare_footage.py)")
-            self._add_npy(
-                f, e["clip"], e.get("diffs"), include, exclude, name=e["name"], source=e.get("source", "")
-            )
+            self._add_npy(f, e["clip"], e.get("diffs"), include, exclude, name=e["name"], source=e.get("source", ""))
 
     def _add_npy(self, f: Path, cid: str, diffs, include, exclude, name: str | None = None, source: str = ""):
         if not self._wanted(cid, include, exclude):
@@ -505,9 +496,7 @@ class VideoClips(FrameDataset):
         for k, (s, dd) in enumerate(zip(segs, diffs, strict=True)):
             arr = frames[s] if len(s) != len(frames) else frames
             self.segments.append(
-                _Segment(
-                    f"{cid.replace('/', '.')}.{k:03d}", cid, np.ascontiguousarray(arr), dd, p.parent.name
-                )
+                _Segment(f"{cid.replace('/', '.')}.{k:03d}", cid, np.ascontiguousarray(arr), dd, p.parent.name)
             )
 
     # -- windows
@@ -527,11 +516,7 @@ class VideoClips(FrameDataset):
                 offs = self._offsets(s)
                 lo, hi = -min(offs), T - max(offs)
                 for t in range(lo, hi):
-                    m = (
-                        (cum[t + max(offs)] - cum[t + min(offs)]) / (max(offs) - min(offs))
-                        if cum is not None
-                        else 1.0
-                    )
+                    m = (cum[t + max(offs)] - cum[t + min(offs)]) / (max(offs) - min(offs)) if cum is not None else 1.0
                     if m < min_motion:
                         continue
                     items.append((si, t, s))

@@ -331,9 +331,7 @@ def write_image(path: str | Path, img: np.ndarray) -> None:
     p.write_bytes(b"".join(bytes(pk) for pk in packets))
 
 
-def write_frame_folder(
-    folder: str | Path, frames: Sequence[np.ndarray] | np.ndarray, pattern: str = "{:05d}.png"
-):
+def write_frame_folder(folder: str | Path, frames: Sequence[np.ndarray] | np.ndarray, pattern: str = "{:05d}.png"):
     """Write frames as numbered PNG files (``pattern.format(i)``) into ``folder``."""
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)

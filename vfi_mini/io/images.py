@@ -150,9 +150,7 @@ def _to_array(frame: av.VideoFrame, channels: int, bits: int) -> np.ndarray:
             src_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
             dst_color_range=ColorRange.JPEG,
         )
-    out = VideoReformatter().reformat(
-        frame, format=_READ_FORMAT[(channels, bits)], interpolation=SWS_FLAGS, **args
-    )
+    out = VideoReformatter().reformat(frame, format=_READ_FORMAT[(channels, bits)], interpolation=SWS_FLAGS, **args)
     array = out.to_ndarray()
     if array.ndim == 2:
         array = array[..., None]

@@ -51,10 +51,7 @@ _YUV = "yuv444p"
 _MATRIX = Colorspace.ITU601
 _AVCOL_SPC_SMPTE170M = 6  # the tag of the BT.601 matrix
 _FLAGS = (
-    Interpolation.BICUBIC
-    | Interpolation.ACCURATE_RND
-    | Interpolation.FULL_CHR_H_INT
-    | Interpolation.FULL_CHR_H_INP
+    Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
 )
 _MIDPOINT = Fraction(3, 2)  # seconds: between I1 (pts 1) and I2 (pts 2)
 _FIXED = {"fps": "2", "scd": "none"}
@@ -95,9 +92,7 @@ def _option_string(options: Mapping[str, str] | None) -> str:
     opts = dict(options or {})
     for key in _FIXED:
         if key in opts:
-            raise ValueError(
-                f"minterpolate option {key!r} is fixed by minterpolate_middle ({key}={_FIXED[key]})"
-            )
+            raise ValueError(f"minterpolate option {key!r} is fixed by minterpolate_middle ({key}={_FIXED[key]})")
     return ":".join(f"{k}={v}" for k, v in {**_FIXED, **opts}.items())
 
 

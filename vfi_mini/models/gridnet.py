@@ -17,9 +17,7 @@ from torch import nn
 class LateralBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.f = nn.Sequential(
-            nn.PReLU(), nn.Conv2d(cin, cout, 3, 1, 1), nn.PReLU(), nn.Conv2d(cout, cout, 3, 1, 1)
-        )
+        self.f = nn.Sequential(nn.PReLU(), nn.Conv2d(cin, cout, 3, 1, 1), nn.PReLU(), nn.Conv2d(cout, cout, 3, 1, 1))
         self.conv = nn.Conv2d(cin, cout, 3, 1, 1) if cin != cout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -29,9 +27,7 @@ class LateralBlock(nn.Module):
 class DownSamplingBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.f = nn.Sequential(
-            nn.PReLU(), nn.Conv2d(cin, cout, 3, 2, 1), nn.PReLU(), nn.Conv2d(cout, cout, 3, 1, 1)
-        )
+        self.f = nn.Sequential(nn.PReLU(), nn.Conv2d(cin, cout, 3, 2, 1), nn.PReLU(), nn.Conv2d(cout, cout, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.f(x)

@@ -35,9 +35,7 @@ class Conv3d(nn.Conv3d):
         b, _, t = x.shape[:3]
         shifts = tuple(range(-pt, kt - pt))
         weight = self.weight.transpose(1, 2).flatten(1, 2)  # (O, kt*I, kh, kw), tap-major like the stack
-        y = F.conv2d(
-            _shifted_stack(x, shifts), weight, self.bias, self.stride[1:], self.padding[1:], self.dilation[1:]
-        )
+        y = F.conv2d(_shifted_stack(x, shifts), weight, self.bias, self.stride[1:], self.padding[1:], self.dilation[1:])
         return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
 
@@ -169,9 +167,7 @@ class UNet3d18(nn.Module):
             Conv3dBlock(dec[2] + enc[0], dec[3]),
             UpConv3dBlock(dec[3] + enc[0], dec[4]),
         )
-        self.feature_fuse = nn.Sequential(
-            nn.Conv2d(dec[4] * n_frames, fuse, 1, bias=False), nn.BatchNorm2d(fuse)
-        )
+        self.feature_fuse = nn.Sequential(nn.Conv2d(dec[4] * n_frames, fuse, 1, bias=False), nn.BatchNorm2d(fuse))
         self.outconv = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(fuse, 3, 7))
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 

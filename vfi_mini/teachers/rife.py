@@ -93,9 +93,7 @@ def backwarp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     # that outputs agree with it to float rounding.
     gx = torch.linspace(-1.0, 1.0, w, device=flow.device).view(1, 1, 1, w).expand(b, 1, h, w)
     gy = torch.linspace(-1.0, 1.0, h, device=flow.device).view(1, 1, h, 1).expand(b, 1, h, w)
-    grid = torch.cat([gx, gy], 1) + torch.cat(
-        [flow[:, 0:1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)], 1
-    )
+    grid = torch.cat([gx, gy], 1) + torch.cat([flow[:, 0:1] / ((w - 1.0) / 2.0), flow[:, 1:2] / ((h - 1.0) / 2.0)], 1)
     with torch.autocast(flow.device.type, enabled=False):
         return F.grid_sample(
             x.float(), grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=True
