@@ -15,6 +15,14 @@ EXIT_WEIGHTS = 4  # weights missing, corrupt or not matching any architecture
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
+def batch_exit_code(codes: list[int]) -> int:
+    """Exit code of a batch from the exit codes of its failed files: 0 when none failed, their common code
+    when they all failed the same way (all inputs bad: 3), else 1."""
+    if not codes:
+        return EXIT_OK
+    return codes[0] if len(set(codes)) == 1 else EXIT_ERROR
+
+
 class VfiError(Exception):
     """Base class of every error vfi-mini reports to the user."""
 

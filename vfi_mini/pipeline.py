@@ -54,20 +54,28 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
 
-from .errors import InputError, ProcessingError, UsageError, VfiError
+from .errors import (
+    EXIT_ERROR,
+    InputError,
+    ProcessingError,
+    UsageError,
+    VfiError,
+)
 from .io.images import ImageInfo, list_images, probe_image, read_image, write_image
 from .io.video import (
     DecodeReport,
     EncodeOptions,
+    PipeInput,
     VideoWriter,
     check_output_format,
     decode_frames,
     probe_video,
+    write_error_message,
 )
 from .scenes import (
     CONTEXT,
@@ -878,8 +886,8 @@ def _device_name(interpolator: Any) -> str | None:
 
 
 def double_video(
-    src: str | Path,
-    dst: str | Path,
+    src: str | Path | PipeInput,
+    dst: str | Path | BinaryIO,
     interpolator: InterpolateFn,
     *,
     encode: EncodeOptions | None = None,
@@ -894,6 +902,7 @@ def double_video(
     fps: Fraction | str | int | float | None = None,
     scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
     dedupe: float | None = None,
+    output_format: str | None = None,
 ) -> DoubleResult:
     """Write `dst`: the video `src` at twice (or `multi` times) its frame rate, or at the constant rate
     `fps`, other streams copied.
@@ -905,9 +914,11 @@ def double_video(
     Scene cuts are not blended across, and duplicate frames can be merged (`retime_stream`).
 
     Args:
-        src: input video file (never modified).
+        src: input video file (never modified), or a `PipeInput` (a stream such as stdin, read once; only
+            its video is used).
         dst: output file; its extension picks the container. Written under a temporary name next to it
-            and renamed when complete.
+            and renamed when complete. Or a binary stream (``sys.stdout.buffer``), written as it goes in
+            the container `output_format` (default yuv4mpeg, which needs ``rawvideo`` as the codec).
         interpolator: window (B, 4, 3, H, W) -> (B, 3, H, W), e.g. an `Interpolator`.
         encode: video encoder settings (default libx264, CRF 18, preset medium, the input's pixel
             format).
@@ -924,6 +935,7 @@ def double_video(
             ``"60000/1001"``, ``"ntsc"``).
         scene_threshold: scene-cut score threshold (percent, `vfi_mini.scenes`); None: no detection.
         dedupe: duplicate-frame threshold (percent); None: keep duplicates as they are.
+        output_format: FFmpeg container format; for a file, None lets the extension decide.
 
     Returns:
         A `DoubleResult`.
@@ -931,15 +943,19 @@ def double_video(
     Raises:
         InputError: unreadable input, no video stream, no frames.
         UsageError: bad output path or encoder settings.
-        ProcessingError: decoding, interpolation or encoding failed part-way.
+        ProcessingError: decoding, interpolation or encoding failed part-way (a full disk included).
         KeyboardInterrupt: passed through after the temporary output is deleted.
     """
     started = time.perf_counter()
-    src, dst = Path(src), Path(dst)
-    if not src.exists():
+    pipe = src if isinstance(src, PipeInput) else None
+    piped_out = hasattr(dst, "write")
+    src = pipe.path if pipe is not None else Path(src)  # type: ignore[arg-type]
+    if pipe is None and not src.exists():
         raise InputError(f"input file not found: {src}")
-    check_output_file(src, dst, overwrite=overwrite)
-    info = probe_video(src)
+    dst_path = Path("stdout") if piped_out else Path(dst)  # type: ignore[arg-type]
+    if not piped_out:
+        check_output_file(src, dst_path, overwrite=overwrite)
+    info = pipe.info if pipe is not None else probe_video(src)
     rate = parse_rate(fps) if fps is not None else None
     if rate is None and multi not in (2, 4, 8):
         raise UsageError(f"--multi must be 2, 4 or 8, got {multi}")
@@ -951,7 +967,9 @@ def double_video(
     else:
         time_base = Fraction(1, math.lcm(info.time_base.denominator, rate.numerator))
     encode = encode or EncodeOptions()
-    tmp = _temp_sibling(dst, dst.suffix)
+    if piped_out and output_format is None:
+        output_format = "yuv4mpegpipe"
+    tmp = None if piped_out else _temp_sibling(dst_path, dst_path.suffix)
     log.info(
         "%s: %dx%d %s, %s fps, colour %s -> %s fps",
         src,
@@ -964,7 +982,16 @@ def double_video(
     )
     writer: VideoWriter | None = None
     try:
-        writer = VideoWriter(tmp, info, out_rate, encode, audio=audio, subtitles=subtitles, time_base=time_base)
+        writer = VideoWriter(
+            dst if tmp is None else tmp,  # type: ignore[arg-type]
+            info,
+            out_rate,
+            encode,
+            audio=audio,
+            subtitles=subtitles,
+            time_base=time_base,
+            format=output_format,
+        )
         tap = _Tap()  # counts the input frames and keeps the first and last two
         retimed = RetimeReport()
 
@@ -988,7 +1015,11 @@ def double_video(
             writer.write(_to_array(frame.image), frame.time, frame.duration)
 
         report = DecodeReport()
-        decoded = decode_frames(src, info, strict=strict, report=report)
+        if pipe is not None:
+            decoded = pipe.frames()
+            report = pipe.report
+        else:
+            decoded = decode_frames(src, info, strict=strict, report=report)
         source = (Frame(_to_tensor(f.rgb), f.time, f.duration) for f in decoded)
         if rate is not None:
             total = grid_length(info.duration, rate) if info.duration else None
@@ -998,11 +1029,19 @@ def double_video(
         if tap.count == 0:
             raise InputError(f"{src} has a video stream but no decodable frames")
         writer.close()
-        os.replace(tmp, dst)
-    except BaseException:
+        if tmp is not None:
+            os.replace(tmp, dst_path)
+        elif hasattr(dst, "flush"):
+            dst.flush()  # type: ignore[union-attr]
+    except BaseException as exc:
         if writer is not None:
             writer.abort()
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if pipe is not None:
+            pipe.close()
+        if isinstance(exc, OSError):  # a full disk, a closed pipe: one plain line, not an internal error
+            raise ProcessingError(write_error_message(dst_path, exc)) from exc
         raise
     if tap.count == 1:
         log.warning("%s has a single frame: the output holds it (same duration)", src)
@@ -1015,7 +1054,7 @@ def double_video(
     in_duration = (tap.last.time + (last_step or 1 / info.rate)) - tap.first.time  # type: ignore[operator]
     return DoubleResult(
         input=src,
-        output=dst,
+        output=dst_path,
         input_frames=tap.count,
         output_frames=written,
         input_rate=info.rate,
@@ -1036,6 +1075,117 @@ def double_video(
         dedupe_threshold=dedupe,
         duplicates=retimed.duplicates,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches
+
+
+@dataclass
+class BatchItem:
+    """The outcome for one file of `double_batch`. `to_dict` gives the CLI's JSON line.
+
+    Attributes:
+        input, output: the file and where its output goes.
+        status: ``"ok"``, ``"skipped"`` (the output exists and `skip_existing`) or ``"failed"``.
+        result: the `DoubleResult` when ok.
+        error, exit_code: the one-line message and the CLI exit code of the failure.
+    """
+
+    input: Path
+    output: Path
+    status: str
+    result: DoubleResult | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"input": str(self.input), "output": str(self.output), "status": self.status}
+        if self.result is not None:
+            out.update(self.result.to_dict())
+        if self.status == "failed":
+            out.update(error=self.error, exit_code=self.exit_code)
+        return out
+
+
+def batch_outputs(inputs: Sequence[str | Path], out_dir: str | Path, ext: str | None = None) -> list[Path]:
+    """The output of each input in `out_dir`: the input's name with its own extension, or `ext`.
+
+    >>> [str(p) for p in batch_outputs(["a/x.mp4", "y.mkv"], "out", ext="mov")]
+    ['out/x.mov', 'out/y.mov']
+    """
+    suffix = None if ext is None else "." + ext.lstrip(".")
+    return [Path(out_dir) / (Path(p).stem + (suffix if suffix is not None else Path(p).suffix)) for p in inputs]
+
+
+def _failed(src: Path, dst: Path, message: str, code: int) -> BatchItem:
+    log.error("%s: %s", src, message)
+    return BatchItem(src, dst, "failed", error=message, exit_code=code)
+
+
+def double_batch(
+    inputs: Sequence[str | Path],
+    outputs: Sequence[str | Path],
+    load: Callable[[], InterpolateFn],
+    *,
+    skip_existing: bool = False,
+    overwrite: bool = False,
+    **kwargs: Any,
+) -> Iterator[BatchItem]:
+    """Run `double_video` over several files, yielding one `BatchItem` per file as each finishes.
+
+    A file that fails is reported and the batch goes on. Each file's input and output are checked before
+    the model is needed, and `load` is called once, for the first file that gets that far, so a batch of
+    skipped or unreadable files never loads the model. Two inputs with the same output: the later fails.
+
+    Args:
+        inputs, outputs: the files, pairwise (see `batch_outputs`).
+        load: returns the interpolator; errors it raises (missing weights, ...) end the batch.
+        skip_existing: skip inputs whose output exists (status ``"skipped"``), even with `overwrite`.
+        overwrite: replace existing outputs.
+        **kwargs: passed to `double_video` (encode, multi, fps, progress, ...).
+
+    Yields:
+        `BatchItem` objects, in input order.
+
+    Raises:
+        Whatever `load` raises; KeyboardInterrupt (the current file's temporary output deleted).
+    """
+    if len(inputs) != len(outputs):
+        raise UsageError(f"{len(inputs)} inputs but {len(outputs)} outputs")
+    interpolator: InterpolateFn | None = None
+    claimed: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outputs, strict=True):
+        src, dst = Path(src), Path(dst)
+        if skip_existing and dst.exists():
+            yield BatchItem(src, dst, "skipped")
+            continue
+        try:
+            key = dst.resolve()
+            if key in claimed:
+                raise UsageError(f"{claimed[key]} already writes {dst} in this batch; rename one of the inputs")
+            claimed[key] = src
+            if not src.exists():
+                raise InputError(f"input file not found: {src}")
+            check_output_file(src, dst, overwrite=overwrite)
+            probe_video(src)
+        except VfiError as exc:
+            yield _failed(src, dst, str(exc), exc.exit_code)
+            continue
+        if interpolator is None:
+            interpolator = load()  # its errors end the batch: every file would fail the same way
+        try:
+            result = double_video(src, dst, interpolator, overwrite=overwrite, **kwargs)
+        except VfiError as exc:
+            yield _failed(src, dst, str(exc), exc.exit_code)
+            continue
+        except MemoryError:
+            yield _failed(src, dst, "out of memory (try a smaller --tile or fewer threads)", EXIT_ERROR)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one broken file must not end the batch
+            yield _failed(src, dst, f"internal error: {type(exc).__name__}: {exc}", EXIT_ERROR)
+            continue
+        yield BatchItem(src, dst, "ok", result=result)
 
 
 # --------------------------------------------------------------------------------------------------

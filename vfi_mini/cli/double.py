@@ -7,7 +7,9 @@ replace it) and the tqdm progress bar.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,17 +222,34 @@ def _parse_encoder_opts(ctx: click.Context, param: click.Parameter, values: tupl
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_paths", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
-    "output_path",
+    "output_arg",
     required=True,
-    type=click.Path(path_type=Path),
-    help="Output video; the extension picks the container (.mp4, .mkv, .mov, ...).",
+    metavar="OUTPUT",
+    help="Output video; the extension picks the container (.mp4, .mkv, .mov, ...). A directory for several "
+    "inputs (created if the name ends with /). - for stdout.",
+)
+@click.option(
+    "--ext",
+    default=None,
+    metavar="EXT",
+    help="Batches: container extension of the outputs (mp4, mkv, ...) [default: each input's own].",
+)
+@click.option(
+    "--skip-existing", is_flag=True, help="Skip inputs whose output exists (reported as skipped, exit code 0)."
+)
+@click.option(
+    "--format",
+    "pipe_format",
+    type=click.Choice(["y4m", "nut"]),  # = io.video.PIPE_FORMATS (not imported: av loads slowly)
+    default=None,
+    help="Container of -o - (stdout): y4m (raw video, the default) or nut (raw video, or any --codec).",
 )
 @model_options
-@click.option("--codec", default="libx264", show_default=True, help="Video encoder.")
+@click.option("--codec", default=None, help="Video encoder [default: libx264; rawvideo for -o -].")
 @click.option(
     "--crf",
     type=click.FloatRange(min=0),
@@ -275,15 +294,18 @@ def _parse_encoder_opts(ctx: click.Context, param: click.Parameter, values: tupl
 @output_options
 @handle_errors
 def double(
-    input_path: Path,
-    output_path: Path,
+    input_paths: tuple[str, ...],
+    output_arg: str,
+    ext: str | None,
+    skip_existing: bool,
+    pipe_format: str | None,
     weights: str | None,
     device: str,
     precision: str,
     threads: int | None,
     tile: int | str | None,
     tile_overlap: int,
-    codec: str,
+    codec: str | None,
     crf: float | None,
     preset: str | None,
     pix_fmt: str | None,
@@ -321,44 +343,178 @@ def double(
     are detected (--scene-threshold) and never blended; --json lists them.
 
     \b
+    Several INPUTs (or -o an existing directory): a batch, each output
+    named after its input in the directory (--ext to change the
+    container), --skip-existing, one --json line per file; the others go
+    on when one fails. - as INPUT reads y4m/NUT from stdin; -o - writes y4m
+    (or --format nut) to stdout.
+
+    \b
     Exit codes: 0 done, 1 processing failed, 2 usage error (bad option,
     OUTPUT exists without -y, OUTPUT is INPUT), 3 bad input, 4 weights
     missing or invalid, 130 interrupted. Nothing is left at OUTPUT on failure.
+    A batch exits with the code its failed files share, else 1.
     """
     from ..errors import UsageError
-    from ..io.video import EncodeOptions, probe_video
-    from ..pipeline import check_output_file, double_video
 
     setup_logging(quiet=quiet, verbose=verbose)
     if fps is not None and multi is not None:
         raise UsageError("--fps and --multi exclude each other: give one")
-    retime = retime_kwargs(multi, scene_threshold, no_scene_detect, dedupe)
-    encode = EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, options=encoder_opts)
+    piped_out = output_arg == "-"
+    if pipe_format is not None and not piped_out:
+        raise UsageError("--format is for -o - (stdout); for a file, the extension picks the container")
+    settings = dict(
+        retime=retime_kwargs(multi, scene_threshold, no_scene_detect, dedupe),
+        codec=codec or ("rawvideo" if piped_out else "libx264"),
+        crf=crf,
+        preset=preset,
+        pix_fmt=pix_fmt,
+        encoder_opts=encoder_opts,
+        audio=not no_audio,
+        subtitles=not no_subs,
+        strict=strict,
+        fps=fps,
+    )
+    model = (weights, device, precision, threads, tile, tile_overlap)
+    out_dir = Path(output_arg)
+    if len(input_paths) > 1 or (not piped_out and input_paths[0] != "-" and out_dir.is_dir()):
+        _double_batch(input_paths, output_arg, ext, skip_existing, overwrite, quiet, as_json, model, settings)
+        return
+    if ext is not None:
+        raise UsageError("--ext names the outputs of a batch; with one input, give the output file name")
+    _double_one(input_paths[0], output_arg, pipe_format, skip_existing, overwrite, quiet, as_json, model, settings)
+
+
+def _encode_options(settings: dict[str, Any]) -> Any:
+    from ..io.video import EncodeOptions
+
+    return EncodeOptions(
+        codec=settings["codec"],
+        crf=settings["crf"],
+        preset=settings["preset"],
+        pix_fmt=settings["pix_fmt"],
+        options=settings["encoder_opts"],
+    )
+
+
+def _video_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        encode=_encode_options(settings),
+        audio=settings["audio"],
+        subtitles=settings["subtitles"],
+        strict=settings["strict"],
+        fps=settings["fps"],
+        **settings["retime"],
+    )
+
+
+def _double_one(
+    input_arg: str,
+    output_arg: str,
+    pipe_format: str | None,
+    skip_existing: bool,
+    overwrite: bool,
+    quiet: bool,
+    as_json: bool,
+    model: tuple[Any, ...],
+    settings: dict[str, Any],
+) -> None:
+    """One input: a file or stdin (-) to a file or stdout (-)."""
+    from ..io.video import PIPE_FORMATS, PipeInput, probe_video
+    from ..pipeline import check_output_file, double_video
+
+    piped_out = output_arg == "-"
+    input_path, output_path = Path(input_arg), Path(output_arg)
+    if skip_existing and not piped_out and output_path.exists():
+        if as_json:
+            echo_json({"input": input_arg, "output": output_arg, "status": "skipped"})
+        elif not quiet:
+            click.echo(f"vfi-mini: skipped {input_arg}: {output_arg} exists", err=True)
+        return
     # Input and output problems are reported before the model loads.
-    probe_video(input_path)
-    check_output_file(input_path, output_path, overwrite=overwrite)
-    interpolator = load_interpolator(weights, device, precision, threads, tile=tile, tile_overlap=tile_overlap)
-    with progress_bar(enabled=not quiet) as progress:
-        result = double_video(
-            input_path,
-            output_path,
-            interpolator,
-            encode=encode,
-            audio=not no_audio,
-            subtitles=not no_subs,
-            overwrite=overwrite,
-            strict=strict,
-            progress=progress,
-            fps=fps,
-            **retime,
-        )
+    source: Any
+    if input_arg == "-":
+        source = PipeInput(sys.stdin.buffer, name="stdin", strict=settings["strict"])
+    else:
+        probe_video(input_path)
+        source = input_path
+    try:
+        if not piped_out:
+            check_output_file(Path("-") if input_arg == "-" else input_path, output_path, overwrite=overwrite)
+        interpolator = load_interpolator(*model[:4], tile=model[4], tile_overlap=model[5])
+        with progress_bar(enabled=not quiet) as progress:
+            result = double_video(
+                source,
+                sys.stdout.buffer if piped_out else output_path,
+                interpolator,
+                overwrite=overwrite,
+                progress=progress,
+                output_format=PIPE_FORMATS[pipe_format or "y4m"] if piped_out else None,
+                **_video_kwargs(settings),
+            )
+    finally:
+        if isinstance(source, PipeInput):
+            source.close()
+    d = result.to_dict()
     if as_json:
-        echo_json(result.to_dict())
+        if piped_out:  # stdout carries the video
+            click.echo(json.dumps(d, separators=(",", ":"), default=str), err=True)
+        else:
+            echo_json(d)
     elif not quiet:
-        d = result.to_dict()
         click.echo(
-            f"vfi-mini: wrote {output_path}: {d['input_frames']} -> {d['output_frames']} frames, "
-            f"{d['input_rate']} -> {d['output_rate']} fps, {d['seconds']:.1f} s "
+            f"vfi-mini: wrote {output_arg if not piped_out else 'stdout'}: {d['input_frames']} -> "
+            f"{d['output_frames']} frames, {d['input_rate']} -> {d['output_rate']} fps, {d['seconds']:.1f} s "
             f"({d['fps']:.2f} frames/s on {d['device'] or 'cpu'})",
             err=True,
         )
+
+
+def _double_batch(
+    input_args: tuple[str, ...],
+    output_arg: str,
+    ext: str | None,
+    skip_existing: bool,
+    overwrite: bool,
+    quiet: bool,
+    as_json: bool,
+    model: tuple[Any, ...],
+    settings: dict[str, Any],
+) -> None:
+    """Several inputs (or one and an existing directory): one output each in the directory."""
+    from ..errors import UsageError, batch_exit_code
+    from ..pipeline import batch_outputs, double_batch
+
+    if "-" in input_args:
+        raise UsageError("- (stdin) can only be the single input, not part of a batch")
+    out_dir = Path(output_arg)
+    if output_arg == "-":
+        raise UsageError("several inputs cannot all go to stdout; give an output directory")
+    if not out_dir.is_dir():
+        if out_dir.exists() or not output_arg.endswith(("/", os.sep)):
+            raise UsageError(
+                f"with several inputs, -o must be a directory (end the name with / to create it): {out_dir}"
+            )
+        out_dir.mkdir(parents=True)
+    outputs = batch_outputs(input_args, out_dir, ext)
+    failed: list[int] = []
+    with progress_bar(enabled=not quiet) as progress:
+        items = double_batch(
+            input_args,
+            outputs,
+            lambda: load_interpolator(*model[:4], tile=model[4], tile_overlap=model[5]),
+            skip_existing=skip_existing,
+            overwrite=overwrite,
+            progress=progress,
+            **_video_kwargs(settings),
+        )
+        for item in items:
+            if item.status == "failed":
+                failed.append(item.exit_code)
+            if as_json:
+                echo_json(item.to_dict())
+            elif not quiet and item.status != "failed":  # failures are logged as errors already
+                click.echo(f"vfi-mini: {'wrote' if item.status == 'ok' else 'skipped'} {item.output}", err=True)
+    if failed:
+        click.echo(f"vfi-mini: {len(failed)} of {len(input_args)} file(s) failed", err=True)
+        sys.exit(batch_exit_code(failed))

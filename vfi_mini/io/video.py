@@ -25,7 +25,9 @@ Conventions:
 
 from __future__ import annotations
 
+import errno
 import io
+import itertools
 import logging
 import re
 import struct
@@ -33,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -116,6 +118,16 @@ def _ffmpeg_message(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+def write_error_message(path: str | Path, exc: BaseException, doing: str = "writing") -> str:
+    """One line for a failed write, in plain words for a full disk or a closed pipe."""
+    number = getattr(exc, "errno", None)
+    if number == errno.ENOSPC:
+        return f"{doing} {path} failed: no space left on device"
+    if number == errno.EPIPE:
+        return f"{doing} {path} failed: the reading end of the pipe was closed"
+    return f"{doing} {path} failed ({_ffmpeg_message(exc)})"
+
+
 def _fraction(value: Any) -> Fraction | None:
     if value is None:
         return None
@@ -195,6 +207,7 @@ class VideoInfo:
         colour: colour tags and the conversion they imply.
         display_matrix: the 3x3 display matrix (rotation/flip) as 9 ints, None when identity/absent.
         audio_streams, subtitle_streams: how many of each the container holds.
+        pipe: read from a stream (stdin) that cannot be opened again: its other streams are not copied.
     """
 
     path: Path
@@ -214,6 +227,7 @@ class VideoInfo:
     display_matrix: tuple[int, ...] | None
     audio_streams: int
     subtitle_streams: int
+    pipe: bool = False
 
 
 @dataclass(frozen=True)
@@ -353,58 +367,69 @@ def probe_video(path: str | Path) -> VideoInfo:
         first = next(_decode(container, stream, path, warn=False), None)  # decode_frames warns
         if first is None:
             raise InputError(f"{path} has a video stream but no decodable frames")
-        tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
-        guessed, average = _fraction(stream.guessed_rate), _fraction(stream.average_rate)
-        if guessed and average and abs(guessed - average) / average > Fraction(1, 100):
-            rate: Fraction | None = average  # variable frame rate: the average describes it best
-        else:
-            rate = guessed or average or _fraction(stream.base_rate)
-        if rate is not None:
-            rate = snap_rate(rate)
-        if rate is not None and rate < MIN_RATE:  # e.g. a damaged header claiming a frame lasts for days
-            log.warning("%s: ignoring an implausible frame rate of %.3g fps", path, float(rate))
-            rate = None
-        if rate is None:
-            rate = Fraction(25)
-            log.warning(
-                "%s does not state a frame rate; assuming 25 fps for the rate tag (timestamps are kept as they are)",
-                path,
-            )
-        if stream.duration:
-            duration: Fraction | None = stream.duration * tb
-        elif _tag_duration(stream.metadata) is not None:
-            duration = _tag_duration(stream.metadata)
-        elif container.duration:
-            duration = Fraction(container.duration, av.time_base)
-        else:
-            duration = None
-        frames: int | None = stream.frames or None
-        exact = frames is not None
-        if frames is None and duration is not None:
-            frames = max(1, round(duration * rate))
-        _check_frame_size(path, first.width, first.height)
-        fmt = first.format
-        return VideoInfo(
-            path=path,
-            container=container.format.name,
-            stream_index=stream.index,
-            codec=stream.codec_context.name,
-            width=first.width,
-            height=first.height,
-            pix_fmt=fmt.name,
-            bit_depth=_bit_depth(fmt),
-            rate=rate,
-            time_base=tb,
-            frames=frames,
-            frames_exact=exact,
-            duration=duration,
-            colour=_colour(stream, first),
-            display_matrix=_display_matrix(first),
-            audio_streams=len(container.streams.audio),
-            subtitle_streams=len(container.streams.subtitles),
-        )
+        return _describe(container, stream, path, first)
     finally:
         container.close()
+
+
+def _describe(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: Path,
+    first: av.VideoFrame,
+    pipe: bool = False,
+) -> VideoInfo:
+    tb = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+    guessed, average = _fraction(stream.guessed_rate), _fraction(stream.average_rate)
+    if guessed and average and abs(guessed - average) / average > Fraction(1, 100):
+        rate: Fraction | None = average  # variable frame rate: the average describes it best
+    else:
+        rate = guessed or average or _fraction(stream.base_rate)
+    if rate is not None:
+        rate = snap_rate(rate)
+    if rate is not None and rate < MIN_RATE:  # e.g. a damaged header claiming a frame lasts for days
+        log.warning("%s: ignoring an implausible frame rate of %.3g fps", path, float(rate))
+        rate = None
+    if rate is None:
+        rate = Fraction(25)
+        log.warning(
+            "%s does not state a frame rate; assuming 25 fps for the rate tag (timestamps are kept as they are)",
+            path,
+        )
+    if stream.duration:
+        duration: Fraction | None = stream.duration * tb
+    elif _tag_duration(stream.metadata) is not None:
+        duration = _tag_duration(stream.metadata)
+    elif container.duration:
+        duration = Fraction(container.duration, av.time_base)
+    else:
+        duration = None
+    frames: int | None = stream.frames or None
+    exact = frames is not None
+    if frames is None and duration is not None:
+        frames = max(1, round(duration * rate))
+    _check_frame_size(path, first.width, first.height)
+    fmt = first.format
+    return VideoInfo(
+        path=path,
+        container=container.format.name,
+        stream_index=stream.index,
+        codec=stream.codec_context.name,
+        width=first.width,
+        height=first.height,
+        pix_fmt=fmt.name,
+        bit_depth=_bit_depth(fmt),
+        rate=rate,
+        time_base=tb,
+        frames=frames,
+        frames_exact=exact,
+        duration=duration,
+        colour=_colour(stream, first),
+        display_matrix=_display_matrix(first),
+        audio_streams=len(container.streams.audio),
+        subtitle_streams=len(container.streams.subtitles),
+        pipe=pipe,
+    )
 
 
 @dataclass
@@ -563,39 +588,119 @@ def decode_frames(
     """
     path = Path(path)
     info = info or probe_video(path)
-    to_rgb = _ToRgb(info)
     container = _open_input(path)
     try:
         stream = container.streams[info.stream_index]
         stream.codec_context.thread_type = "AUTO"
-        tb = info.time_base
-        step = 1 / info.rate
-        prev: Fraction | None = None
-        fixed = 0
         report = report if report is not None else DecodeReport()
-        for index, frame in enumerate(_decode(container, stream, path, strict=strict, report=report)):
-            ts = frame.pts if frame.pts is not None else frame.dts
-            time = ts * tb if ts is not None else None
-            if time is None or (prev is not None and time <= prev):
-                time = (prev + step) if prev is not None else Fraction(0)
-                fixed += 1
-                if fixed == 1:
-                    log.warning(
-                        "%s: frame %d has a missing or non-increasing timestamp; placing it one "
-                        "frame interval after the previous frame",
-                        path,
-                        index,
-                    )
-            prev = time
-            duration = frame.duration * tb if frame.duration else None
-            yield DecodedFrame(rgb=to_rgb(frame), time=time, duration=duration, index=index)
-        if strict and info.frames_exact and info.frames is not None and report.frames < info.frames:
-            raise InputError(
-                f"{path}: the container lists {info.frames} frames but only {report.frames} could be decoded; "
-                "without --strict, the missing frames are skipped"
-            )
+        yield from _timed(_decode(container, stream, path, strict=strict, report=report), info, strict, report)
     finally:
         container.close()
+
+
+def _timed(
+    decoded: Iterator[av.VideoFrame], info: VideoInfo, strict: bool, report: DecodeReport
+) -> Iterator[DecodedFrame]:
+    """Decoded frames -> `DecodedFrame` with increasing times (see `decode_frames`)."""
+    path = info.path
+    to_rgb = _ToRgb(info)
+    tb = info.time_base
+    step = 1 / info.rate
+    prev: Fraction | None = None
+    fixed = 0
+    for index, frame in enumerate(decoded):
+        ts = frame.pts if frame.pts is not None else frame.dts
+        time = ts * tb if ts is not None else None
+        if time is None or (prev is not None and time <= prev):
+            time = (prev + step) if prev is not None else Fraction(0)
+            fixed += 1
+            if fixed == 1:
+                log.warning(
+                    "%s: frame %d has a missing or non-increasing timestamp; placing it one "
+                    "frame interval after the previous frame",
+                    path,
+                    index,
+                )
+        prev = time
+        duration = frame.duration * tb if frame.duration else None
+        yield DecodedFrame(rgb=to_rgb(frame), time=time, duration=duration, index=index)
+    if strict and info.frames_exact and info.frames is not None and report.frames < info.frames:
+        raise InputError(
+            f"{path}: the container lists {info.frames} frames but only {report.frames} could be decoded; "
+            "without --strict, the missing frames are skipped"
+        )
+
+
+# Stream formats for pipes (`-` as input or output): CLI name -> FFmpeg format name.
+PIPE_FORMATS = {"y4m": "yuv4mpegpipe", "nut": "nut"}
+
+
+def _sniff(fileobj: BinaryIO) -> str | None:
+    """The FFmpeg format of a stream from its first bytes, without consuming them (None: let FFmpeg probe)."""
+    peek = getattr(fileobj, "peek", None)
+    try:
+        head = peek(32)[:32] if peek is not None else b""
+    except (OSError, ValueError):
+        head = b""
+    if head.startswith(b"YUV4MPEG2"):
+        return "yuv4mpegpipe"
+    if head.startswith(b"nut/multimedia container"):
+        return "nut"
+    return None
+
+
+class PipeInput:
+    """A video read once, front to back, from a stream that cannot be reopened or sought (stdin).
+
+    The first frame is decoded on opening, for `info`; `frames` then yields every frame, the first one
+    included. Only the video stream is used (nothing can be read twice to copy other streams).
+
+    Args:
+        fileobj: a binary stream, e.g. ``sys.stdin.buffer``.
+        name: how messages name it.
+        format: FFmpeg format name (``"yuv4mpegpipe"``, ``"nut"``); None: told from the first bytes (y4m,
+            NUT), else probed by FFmpeg.
+        strict: as for `decode_frames`.
+
+    Raises:
+        InputError: not a readable video stream, or no decodable frame.
+    """
+
+    def __init__(self, fileobj: BinaryIO, name: str = "stdin", format: str | None = None, strict: bool = False) -> None:
+        self.path = Path(name)
+        self.strict = strict
+        self.report = DecodeReport()
+        try:
+            self._container = av.open(fileobj, mode="r", format=format or _sniff(fileobj), metadata_errors="replace")
+        except (av.FFmpegError, ValueError) as exc:
+            raise InputError(
+                f"cannot read a video from {name}: expected a yuv4mpeg (y4m) or NUT stream ({_ffmpeg_message(exc)})"
+            ) from exc
+        try:
+            stream = _pick_video_stream(self._container, self.path)
+            _check_frame_size(self.path, stream.codec_context.width, stream.codec_context.height)
+            stream.codec_context.thread_type = "AUTO"
+            self._decoded = _decode(self._container, stream, self.path, strict=strict, report=self.report)
+            self._first = next(self._decoded, None)
+            if self._first is None:
+                raise InputError(f"{name} has a video stream but no decodable frames")
+            self.info = _describe(self._container, stream, self.path, self._first, pipe=True)
+        except BaseException:
+            self.close()
+            raise
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        """Every frame, as `decode_frames` yields them (once only)."""
+        if self._first is None:
+            raise ProcessingError(f"{self.path} has been read already")
+        first, self._first = self._first, None
+        try:
+            yield from _timed(itertools.chain([first], self._decoded), self.info, self.strict, self.report)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._container.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -719,14 +824,17 @@ class VideoWriter:
     exception leaves a partial file for the caller to delete (`abort`).
 
     Args:
-        path: output file; its extension picks the container.
+        path: output file; its extension picks the container. Or a binary stream (``sys.stdout.buffer``),
+            written front to back, with `format` naming the container.
         source: `probe_video` of the input (size, colour, rotation, and the file to copy streams from).
         rate: nominal output frame rate (written as the stream's rate; timestamps are given per frame).
         encode: encoder settings.
         audio: copy (or re-encode) the audio streams.
         subtitles: copy the subtitle streams (and font attachments).
         time_base: the output video stream's time base (default: half the source's, for exact midpoints);
-            encoders limited to 16-bit time bases always get 1/rate.
+            encoders limited to 16-bit time bases, and yuv4mpeg streams (which store a rate only), get
+            1/rate.
+        format: FFmpeg container format (required for a stream; for a file, the extension decides).
 
     Raises:
         UsageError: unknown container, encoder, pixel format or encoder option.
@@ -735,7 +843,7 @@ class VideoWriter:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | BinaryIO,
         source: VideoInfo,
         rate: Fraction,
         encode: EncodeOptions | None = None,
@@ -743,8 +851,10 @@ class VideoWriter:
         audio: bool = True,
         subtitles: bool = True,
         time_base: Fraction | None = None,
+        format: str | None = None,
     ) -> None:
-        self.path = Path(path)
+        stream_out = hasattr(path, "write")
+        self.path = Path("stdout") if stream_out else Path(path)  # type: ignore[arg-type]
         self._time_base = time_base
         self.source = source
         self.rate = Fraction(rate)
@@ -762,8 +872,16 @@ class VideoWriter:
         self._video_start: Fraction | None = None
         self._video_end: Fraction | None = None
         self._closed = False
-        check_output_format(self.path)
-        self._out = av.open(str(self.path), mode="w")
+        if stream_out:
+            if not format:
+                raise UsageError("writing to a stream needs a container format (y4m or nut)")
+            try:
+                self._out = av.open(path, mode="w", format=format)
+            except ValueError as exc:
+                raise UsageError(f"unknown output format {format!r}") from exc
+        else:
+            check_output_format(self.path)
+            self._out = av.open(str(self.path), mode="w", format=format)
         try:
             self._out.metadata.update(_clean_tags(self._source_metadata()))
             self._setup_video()
@@ -776,6 +894,9 @@ class VideoWriter:
     # -- set-up ------------------------------------------------------------------------------------
 
     def _source_metadata(self) -> dict[str, str]:
+        if self.source.pipe:  # cannot be read a second time
+            self._video_tags = {}
+            return {}
         with _open_input(self.source.path) as container:
             self._video_tags = _clean_tags(container.streams[self.source.stream_index].metadata)
             return dict(container.metadata)
@@ -793,7 +914,9 @@ class VideoWriter:
         ctx = stream.codec_context
         stream.width, stream.height = src.width, src.height
         stream.pix_fmt = self.pix_fmt
-        if codec in _COARSE_TIME_BASE:
+        if self._out.format.name == "yuv4mpegpipe" and codec not in ("rawvideo", "wrapped_avframe"):
+            raise UsageError(f"yuv4mpeg (y4m) streams hold raw video only, not {codec}; use --format nut for {codec}")
+        if codec in _COARSE_TIME_BASE or self._out.format.name == "yuv4mpegpipe":
             tb = 1 / self.rate
         else:
             tb = self._time_base or src.time_base / 2
@@ -887,6 +1010,11 @@ class VideoWriter:
         log.info("encoding %s %s, colour %s, time base %s", codec, self.pix_fmt, c.description, tb)
 
     def _setup_other_streams(self, audio: bool, subtitles: bool) -> None:
+        if self.source.pipe:
+            others = self.source.audio_streams + self.source.subtitle_streams
+            if others and (audio or subtitles):
+                log.warning("%s: %d audio/subtitle stream(s) in a piped input are not copied", self.source.path, others)
+            return
         self._src = _open_input(self.source.path)
         fmt = self._out.format.name
         selected: list[av.stream.Stream] = []
@@ -1061,8 +1189,8 @@ class VideoWriter:
     def _mux(self, packet: av.Packet) -> None:
         try:
             self._out.mux(packet)
-        except av.FFmpegError as exc:
-            raise ProcessingError(f"writing {self.path} failed ({_ffmpeg_message(exc)})") from exc
+        except (av.FFmpegError, OSError) as exc:
+            raise ProcessingError(write_error_message(self.path, exc)) from exc
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
         for packet in packets:
@@ -1130,8 +1258,8 @@ class VideoWriter:
         self._closed = True
         try:
             self._out.close()
-        except av.FFmpegError as exc:
-            raise ProcessingError(f"finishing {self.path} failed ({_ffmpeg_message(exc)})") from exc
+        except (av.FFmpegError, OSError) as exc:
+            raise ProcessingError(write_error_message(self.path, exc, "finishing")) from exc
         finally:
             if self._src is not None:
                 self._src.close()
