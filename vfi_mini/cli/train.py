@@ -98,7 +98,7 @@ def train_cmd(quiet: bool, as_json: bool, resume: bool, time_budget: str | None,
     setup_logging(quiet)
     budget = parse_duration(time_budget) if time_budget else None
     if resume:
-        cfg = _stored_config(opts["out"])
+        cfg = TrainConfig.from_run(opts["out"])
         # Only the stopping criteria and machine settings may change when resuming.
         for key, value in (
             ("max_steps", opts["max_steps"]),
@@ -152,15 +152,3 @@ def train_cmd(quiet: bool, as_json: bool, resume: bool, time_budget: str | None,
             f"trained {summary['step']} steps in {summary['elapsed']} s; weights in {cfg.out}/last.pth",
             err=True,
         )
-
-
-def _stored_config(out: str):  # noqa: ANN202 - TrainConfig
-    import json
-    from pathlib import Path
-
-    from ..train import TrainConfig
-
-    path = Path(out) / "config.json"
-    if not path.is_file():
-        raise UsageError(f"--resume: {out} holds no config.json")
-    return TrainConfig(**json.loads(path.read_text())["train"])

@@ -188,10 +188,7 @@ def finish(out: str | Path, flow_threshold: float = 0.05, step: int = 0) -> dict
 
 
 def _stored_config(out: Path) -> TrainConfig:
-    path = out / "config.json"
-    if not path.is_file():
-        raise UsageError(f"--resume: {out} holds no config.json")
-    cfg = TrainConfig(**json.loads(path.read_text())["train"])
+    cfg = TrainConfig.from_run(out)
     if cfg.optimizer != "obproxsg":
         raise UsageError(f"--resume: {out} holds a training run, not a prune run")
     return cfg

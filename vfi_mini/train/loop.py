@@ -92,6 +92,18 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_run(cls, out: str | Path) -> TrainConfig:
+        """The configuration stored in a run directory's ``config.json`` (for ``--resume``).
+
+        Raises:
+            UsageError: the directory holds no config.json.
+        """
+        path = Path(out) / "config.json"
+        if not path.is_file():
+            raise UsageError(f"--resume: {out} holds no config.json")
+        return cls(**json.loads(path.read_text())["train"])
+
 
 def parse_duration(text: str) -> float:
     """'90', '90s', '45m', '2h', '1h30m' -> seconds."""
