@@ -14,7 +14,7 @@ from media import make_video
 from vfi_mini.errors import UsageError
 from vfi_mini.models import STMFNetConfig
 from vfi_mini.train import TrainConfig, TrainingInterrupted, parse_duration, train
-from vfi_mini.train.loop import effective_displacement, flow_distillation_loss
+from vfi_mini.train.loop import effective_displacement, flow_distillation_loss, sharp_flow_loss
 from vfi_mini.weights import load_model, save_weights
 
 TINY = STMFNetConfig(
@@ -328,3 +328,69 @@ def test_gated_distillation_from_blend_init(tmp_path, clip, tiny_arch):
     rows = [r for r in rows if "teacher_gated" in r]
     assert [r["teacher_gated"] for r in rows] == [2 * cfg.batch_size] * 2
     assert all(r["loss_teacher"] == 0 and "loss_flow" not in r for r in rows)
+
+
+def test_sharp_flow_loss_counts_every_weighted_tap():
+    b, k, h, w = 1, 5, 4, 6
+    flow = torch.randn(b, 2, h, w)
+    teacher = {"flow_t0": flow, "flow_t1": -flow}
+    grid = torch.arange(k, dtype=torch.float32) - 2
+    ty = grid.repeat_interleave(k).view(1, k * k, 1, 1)
+    tx = grid.repeat(k).view(1, k * k, 1, 1)
+    maps = []
+    for f in (flow, -flow):  # every tap points exactly at the flow: alpha = flow_y - ty, beta = flow_x - tx
+        maps += [torch.full((b, k * k, h, w), 1 / (k * k)), f[:, 1:2] - ty, f[:, 0:1] - tx]
+    assert float(sharp_flow_loss(maps, teacher, 1)) < 1e-4
+    # Two taps at -1 and +1 around the flow, half weight each: the mean displacement is right (the averaged
+    # loss is 0) but each tap is 1 px off, so the sharp loss is 1 per pixel and frame.
+    spread = torch.zeros(b, k * k, h, w)
+    spread[:, 11] = spread[:, 13] = 0.5  # taps (2, 1) and (2, 3): x offsets -1 and +1, y offset 0
+    maps = [spread, flow[:, 1:2].expand(b, k * k, h, w), flow[:, 0:1].expand(b, k * k, h, w)] * 2
+    teacher = {"flow_t0": flow, "flow_t1": flow}
+    assert abs(float(sharp_flow_loss(maps, teacher, 1)) - h * w) < 1e-3
+    disp = effective_displacement(spread, maps[1], maps[2], 1)
+    torch.testing.assert_close(disp, flow)
+
+
+def test_motion_path_matches_the_full_model_at_blend_init():
+    """STMFNet.motion runs the x1 heads the full model uses; at blend init the full output is their mean."""
+    from vfi_mini.models import build_model
+    from vfi_mini.models.init import blend_init
+
+    torch.manual_seed(0)
+    model = blend_init(build_model(TINY)).eval()
+    frames = [torch.rand(1, 3, 128, 128) for _ in range(4)]
+    with torch.no_grad():
+        full, maps = model(*frames, return_maps=True)
+        warped, motion_maps = model(*frames, motion_only=True)
+    for a, b in zip(maps[6:12], motion_maps):
+        torch.testing.assert_close(a, b)
+    assert float((full - warped).abs().mean()) < 0.01
+
+
+def test_motion_stage_learns_the_teacher_flow(tmp_path, clip, tiny_arch):
+    """--stage motion trains only the motion path: the flow term falls, GridNet and TENet stay as they were."""
+    rife = _tiny_rife(tmp_path / "flownet.pkl")
+    cfg = _cfg(
+        tmp_path, clip, arch=tiny_arch, teacher=str(rife), flow_distill=0.01, max_steps=10, lr=3e-3, init="blend"
+    )
+    cfg.stage = "motion"
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    flow = [r["loss_flow"] for r in rows if "loss_flow" in r]
+    assert len(flow) == 10 and all("loss_gt" in r for r in rows if "loss_flow" in r)
+    assert sum(flow[-3:]) < sum(flow[:3]), flow
+    from vfi_mini.models import build_model
+    from vfi_mini.models.init import blend_init
+
+    torch.manual_seed(cfg.seed)
+    start = blend_init(build_model(TINY)).state_dict()
+    trained, _ = load_model(tmp_path / "run" / "last.pth")
+    after = trained.state_dict()
+    for key in start:
+        same = torch.equal(start[key], after[key])
+        if key.startswith(("scale_synthesis.", "dyntex_generator.", "get_kernel.moduleWeight1_")):
+            assert same, key
+    assert not torch.equal(start["get_kernel.moduleAlpha1.0.weight"], after["get_kernel.moduleAlpha1.0.weight"])
+    with pytest.raises(UsageError, match="stage motion"):
+        train(_cfg(tmp_path / "x", clip, arch=tiny_arch, stage="motion", teacher=str(rife), max_steps=1))

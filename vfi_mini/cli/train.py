@@ -53,6 +53,14 @@ from ._common import echo_json, handle_errors, setup_logging
     "(they are learned from the ground truth alone).",
 )
 @click.option(
+    "--stage",
+    default="full",
+    show_default=True,
+    type=click.Choice(["full", "motion"]),
+    help="motion: pre-train only the feature extractor and x1 kernel heads to sample where the RIFE "
+    "teacher's flow points (needs --flow-distill; --alpha weighs the warped frames' ground-truth loss).",
+)
+@click.option(
     "--teacher-cache",
     metavar="DIR",
     help="Store teacher outputs here and reuse them; each window then keeps the same crop every epoch.",

@@ -74,6 +74,18 @@ class STMFNet(nn.Module):
         z2 = self.metric(im2, im1, flow_2_0)
         return [softsplat(im1, 0.5 * flow_0_2, z0), softsplat(im2, 0.5 * flow_2_0, z2)]
 
+    def motion(self, im1: torch.Tensor, im2: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The x1 motion path alone: (mean of the two x1 AdaCoF candidates, their 6 maps).
+
+        The maps are (Weight, Alpha, Beta) of I1 then of I2. Motion pre-training (`train --stage motion`)
+        trains this path on its own, at a fraction of the cost of the whole model.
+        """
+        feat = self.feature_extractor(torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous())
+        heads = dict(self.get_kernel.named_children())
+        maps = [heads[f"module{kind}{frame}"](feat) for frame in (1, 2) for kind in ("Weight", "Alpha", "Beta")]
+        warped = [self._adacof(im, maps[3 * f : 3 * f + 3]) for f, im in enumerate((im1, im2))]
+        return 0.5 * (warped[0] + warped[1]), maps
+
     def forward(
         self,
         im0: torch.Tensor,
@@ -81,8 +93,14 @@ class STMFNet(nn.Module):
         im2: torch.Tensor,
         im3: torch.Tensor,
         return_maps: bool = False,
+        motion_only: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Middle frame (B, 3, H, W); with `return_maps`, also the 18 AdaCoF maps (for flow distillation)."""
+        """Middle frame (B, 3, H, W); with `return_maps`, also the 18 AdaCoF maps (for flow distillation).
+
+        With `motion_only`, see `motion`: only the feature extractor and the x1 kernel heads run.
+        """
+        if motion_only:
+            return self.motion(im1, im2)
         h, w = im1.shape[-2:]
         m = self.config.size_multiple
         if h % m or w % m:

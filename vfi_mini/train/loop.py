@@ -88,6 +88,7 @@ class TrainConfig:
     obprox_np: int = 2  # OBProx-SG: Prox-SG epochs before the Orthant steps (an epoch = batches per epoch)
     obprox_eps: float = 1e-4  # OBProx-SG Orthant projection threshold
     finetune_flow: bool = False  # also train PWC-Net, frozen otherwise (pruning trains it, as upstream)
+    stage: str = "full"  # full | motion (x1 motion path only, on the teacher's flow: see STMFNet.motion)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -353,6 +354,28 @@ def flow_distillation_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Te
     return total / 6
 
 
+def sharp_flow_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Tensor], dilation: int) -> torch.Tensor:
+    """Per-tap flow distillation on the x1 maps: sum over taps of w_t * |tap_t + offset_t - teacher flow|.
+
+    `flow_distillation_loss` pulls only the weight-averaged displacement, which a spread-out (blurring)
+    kernel can match as well as a sharp one. Here every tap that carries weight must itself point at the
+    teacher's flow, so the kernel learns to sample one place, as a warp does. maps: the 6 maps of
+    `STMFNet.motion`. Sum-reduced over pixels (like Lap) and averaged over the two frames.
+    """
+    total = maps[0].new_zeros(())
+    for f, key in enumerate(("flow_t0", "flow_t1")):
+        weight, alpha, beta = maps[3 * f : 3 * f + 3]
+        taps = weight.shape[1]
+        k = math.isqrt(taps)
+        grid = torch.arange(k, device=weight.device, dtype=weight.dtype) * dilation - (k - 1) * dilation / 2
+        ty = grid.repeat_interleave(k).view(1, taps, 1, 1)
+        tx = grid.repeat(k).view(1, taps, 1, 1)
+        flow = teacher[key].to(weight.dtype)
+        err = (tx + beta - flow[:, :1]).abs() + (ty + alpha - flow[:, 1:]).abs()
+        total = total + (weight * err).sum()
+    return total / 2
+
+
 def _teacher_gate(frames: torch.Tensor, target: torch.Tensor, teacher_frame: torch.Tensor) -> torch.Tensor:
     """(B,) bool: the samples whose teacher output is closer to the ground truth than frame blending is.
 
@@ -370,6 +393,67 @@ def _masked(loss_fn: Callable[..., torch.Tensor], pred: torch.Tensor, target: to
     if not bool(keep.any()):
         return pred.sum() * 0.0
     return loss_fn(pred[keep], target[keep])
+
+
+def _full_terms(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    inputs: list[torch.Tensor],
+    frames: torch.Tensor,
+    target: torch.Tensor,
+    teach: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None,
+    amp_dtype: torch.dtype,
+    dilation: int,
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The loss terms of one step of the whole model, and how many samples --teacher-gate dropped."""
+    n_gated = 0
+    with torch.autocast(inputs[0].device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
+        want_maps = cfg.flow_distill > 0
+        out = model(*inputs, return_maps=want_maps)
+        pred, maps = out if want_maps else (out, None)
+    pred = pred.float()
+    terms: dict[str, torch.Tensor] = {"gt": loss_fn(pred, target)}
+    if teach:
+        t_out = teach(frames)
+        keep = _teacher_gate(frames, target, t_out["frame"]) if cfg.teacher_gate else None
+        if keep is None or bool(keep.all()):
+            terms["gt"] = cfg.alpha * terms["gt"]
+            terms["teacher"] = loss_fn(pred, t_out["frame"].float())
+        else:  # samples where the teacher is worse than blending are learned from ground truth only
+            terms["gt"] = cfg.alpha * _masked(loss_fn, pred, target, keep) + _masked(loss_fn, pred, target, ~keep)
+            terms["teacher"] = _masked(loss_fn, pred, t_out["frame"].float(), keep)
+            n_gated = int((~keep).sum())
+        if maps is not None and "flow_t0" in t_out and (keep is None or bool(keep.any())):
+            sel = slice(None) if keep is None else keep
+            terms["flow"] = cfg.flow_distill * flow_distillation_loss(
+                [m[sel].float() for m in maps],
+                {k: v[sel] for k, v in t_out.items() if torch.is_tensor(v)},
+                dilation,
+            )
+    return terms, n_gated
+
+
+def _motion_terms(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    loss_fn: Callable[..., torch.Tensor],
+    inputs: list[torch.Tensor],
+    target: torch.Tensor,
+    t_out: dict[str, torch.Tensor],
+    amp_dtype: torch.dtype,
+    dilation: int,
+) -> dict[str, torch.Tensor]:
+    """Motion pre-training (--stage motion): the x1 path learns the teacher's flow, per tap (sharp_flow_loss),
+    plus --alpha times the loss of the mean of its two warped candidates against the ground truth."""
+    if "flow_t0" not in t_out:
+        raise UsageError("--stage motion needs a teacher that estimates flow (RIFE)")
+    with torch.autocast(inputs[0].device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
+        warped, maps = model(inputs[0], inputs[1], inputs[2], inputs[3], motion_only=True)
+    terms = {"flow": cfg.flow_distill * sharp_flow_loss([m.float() for m in maps], t_out, dilation)}
+    if cfg.alpha > 0:
+        terms["gt"] = cfg.alpha * loss_fn(warped.float(), target)
+    return terms
 
 
 # --- the loop ----------------------------------------------------------------------------------------
@@ -465,6 +549,10 @@ def train(
         raise UsageError("--teacher-only-data and --flow-distill need a --teacher")
     if cfg.optimizer not in ("adamax", "obproxsg"):
         raise UsageError(f"unknown optimizer {cfg.optimizer!r}; use adamax or obproxsg")
+    if cfg.stage not in ("full", "motion"):
+        raise UsageError(f"unknown stage {cfg.stage!r}; use full or motion")
+    if cfg.stage == "motion" and not (cfg.teacher and cfg.flow_distill > 0):
+        raise UsageError("--stage motion learns the teacher's flow: it needs a RIFE --teacher and --flow-distill > 0")
     d = init_distributed(device)
     run = Path(cfg.out)
     state_path = run / "state.pt"
@@ -611,31 +699,12 @@ def train(
             frames = batch["frames"].to(device)
             inputs = [f.contiguous(memory_format=fmt) for f in frames.unbind(1)]
             target = batch["target"].to(device).contiguous()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
-                want_maps = cfg.flow_distill > 0
-                out = ddp_model(*inputs, return_maps=want_maps)
-                pred, maps = out if want_maps else (out, None)
-            pred = pred.float()
-            terms: dict[str, torch.Tensor] = {"gt": loss_fn(pred, target)}
-            if teacher is not None:
-                t_out = teach(frames)
-                keep = _teacher_gate(frames, target, t_out["frame"]) if cfg.teacher_gate else None
-                if keep is None or bool(keep.all()):
-                    terms["gt"] = cfg.alpha * terms["gt"]
-                    terms["teacher"] = loss_fn(pred, t_out["frame"].float())
-                else:  # samples where the teacher is worse than blending are learned from ground truth only
-                    terms["gt"] = cfg.alpha * _masked(loss_fn, pred, target, keep) + _masked(
-                        loss_fn, pred, target, ~keep
-                    )
-                    terms["teacher"] = _masked(loss_fn, pred, t_out["frame"].float(), keep)
-                    n_gated += int((~keep).sum())
-                if want_maps and "flow_t0" in t_out and (keep is None or bool(keep.any())):
-                    sel = slice(None) if keep is None else keep
-                    terms["flow"] = cfg.flow_distill * flow_distillation_loss(
-                        [m[sel].float() for m in maps],
-                        {k: v[sel] for k, v in t_out.items() if torch.is_tensor(v)},
-                        arch.dilation,
-                    )
+            if cfg.stage == "motion":
+                terms = _motion_terms(cfg, ddp_model, loss_fn, inputs, target, teach(frames), amp_dtype, arch.dilation)
+            else:
+                t_fn = teach if teacher is not None else None
+                terms, n = _full_terms(cfg, ddp_model, loss_fn, inputs, frames, target, t_fn, amp_dtype, arch.dilation)
+                n_gated += n
             if teacher_only is not None and sampler_t is not None and teacher is not None:
                 tf = _fetch(teacher_only, sampler_t.take(cfg.batch_size), cache is not None)["frames"].to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
