@@ -1,14 +1,16 @@
 """Synthetic test media, written with PyAV inside the tests (nothing is downloaded or checked in).
 
 `pattern(t, w, h)` is a smooth moving picture: its value at a fractional t is the true in-between
-frame, so interpolated frames can be checked against it. `make_video` writes clips with any mix of AAC
-audio, subtitles, colour tags, rotation, 10-bit samples and variable frame timing; `make_images` writes
-image sequences. Keep clips tiny: the suite runs on 2 CPU cores.
+frame, so interpolated frames can be checked against it. `make_video` writes clips with any mix of audio
+tracks (`AudioTrack`: codec, rate, channel layout, language), subtitles, colour tags, rotation, an
+anamorphic sample aspect ratio, 10-bit samples and variable frame timing; `make_images` writes image
+sequences. Keep clips tiny: the suite runs on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,6 +30,27 @@ def pattern(t: float, width: int, height: int) -> np.ndarray:
     g = 0.5 + 0.35 * np.sin(2 * np.pi * (y + 2.0 * t) / 32.0)
     b = 0.5 + 0.3 * np.sin(2 * np.pi * (x + y - 2.5 * t) / 48.0)
     return np.stack([r, g, b], axis=-1)
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """One audio stream of `make_video`: a sine tone as long as the video.
+
+    Attributes:
+        codec: encoder name (``"aac"``, ``"libmp3lame"``, ``"libopus"``, ...).
+        rate: sample rate in Hz.
+        layout: channel layout (``"stereo"``, ``"mono"``, ``"5.1"``, ...).
+        language: ISO 639-2 ``language`` tag of the stream (None: no tag).
+        title: ``title`` tag of the stream (None: no tag).
+        tone: frequency of the sine in Hz (different tracks get different packets).
+    """
+
+    codec: str = "aac"
+    rate: int = 48000
+    layout: str = "stereo"
+    language: str | None = "eng"
+    title: str | None = None
+    tone: float = 440.0
 
 
 def _rgb_frame(image: np.ndarray, bits: int) -> av.VideoFrame:
@@ -50,9 +73,11 @@ def make_video(
     audio_codec: str = "aac",
     audio_rate: int = 48000,
     audio_seconds: float | None = None,
+    audio_tracks: Sequence[AudioTrack] | None = None,
     subtitles: bool = False,
     colour: dict[str, int] | None = None,
     rotation: int | None = None,
+    sar: Fraction | tuple[int, int] | None = None,
     metadata: dict[str, str] | None = None,
     lossless: bool = False,
     encoder_options: dict[str, str] | None = None,
@@ -66,11 +91,15 @@ def make_video(
         rate: nominal frame rate; frame i is at i / rate unless `times` is given.
         times: presentation times in seconds (variable frame rate).
         time_base: stream time base (default 1/rate, or 1/1000 with `times`).
-        audio: add a stereo sine track (`audio_codec`) as long as the video.
+        audio: add a stereo sine track (`audio_codec` at `audio_rate`, language ``eng``) as long as the video.
+        audio_seconds: audio length (default: the video's duration).
+        audio_tracks: audio streams to write instead of the one `audio` describes (any number, in order).
         subtitles: add a SubRip subtitle stream (Matroska only).
         colour: codec tags, e.g. {"colorspace": 1, "color_primaries": 1, "color_trc": 1, "color_range": 1};
             the pixels are converted with the matching matrix and range.
         rotation: display rotation in degrees (display-matrix side data).
+        sar: sample (pixel) aspect ratio, e.g. ``Fraction(64, 45)`` for 16:9 PAL DVD (set on the encoder:
+            stored in the H.264 VUI and by the MP4/Matroska muxers).
         metadata: container tags.
         lossless: encode with qp 0 (content checks).
         picture: picture(t, width, height) -> (H, W, 3) floats in [0, 1], with t in frames (default
@@ -103,11 +132,19 @@ def make_video(
             setattr(vs.codec_context, name, value)
         if rotation is not None:
             vs.set_display_rotation(rotation)
-        aus = None
-        if audio:
-            aus = out.add_stream(audio_codec, rate=audio_rate)
-            aus.layout = "stereo"
-            aus.metadata["language"] = "eng"
+        if sar is not None:
+            vs.codec_context.sample_aspect_ratio = Fraction(*sar) if isinstance(sar, tuple) else Fraction(sar)
+        if audio_tracks is None:
+            audio_tracks = [AudioTrack(audio_codec, audio_rate)] if audio else []
+        audio_streams = []
+        for track in audio_tracks:
+            aus = out.add_stream(track.codec, rate=track.rate)
+            aus.layout = track.layout
+            if track.language is not None:
+                aus.metadata["language"] = track.language
+            if track.title is not None:
+                aus.metadata["title"] = track.title
+            audio_streams.append((track, aus))
         sub = None
         srt_container = None
         if subtitles:
@@ -134,30 +171,11 @@ def make_video(
             out.mux(vs.encode(frame))
         out.mux(vs.encode(None))
 
-        if aus is not None:
-            if audio_seconds is None:
-                step = times[-1] - times[-2] if len(times) > 1 else 1 / rate
-                audio_seconds = float(times[-1] + step)
-            n = int(audio_seconds * audio_rate)
-            t = np.arange(n) / audio_rate
-            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            samples = np.stack([tone, tone])
-            chunk = 1024
-            for start in range(0, n, chunk):
-                block = np.ascontiguousarray(samples[:, start : start + chunk])
-                if audio_codec == "aac" or aus.codec_context.format.name == "fltp":
-                    af = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
-                else:
-                    af = av.AudioFrame.from_ndarray(
-                        np.ascontiguousarray((block.T * 32767).astype(np.int16).reshape(1, -1)),
-                        format="s16",
-                        layout="stereo",
-                    )
-                af.sample_rate = audio_rate
-                af.pts = start
-                af.time_base = Fraction(1, audio_rate)
-                out.mux(aus.encode(af))
-            out.mux(aus.encode(None))
+        if audio_streams and audio_seconds is None:
+            step = times[-1] - times[-2] if len(times) > 1 else 1 / rate
+            audio_seconds = float(times[-1] + step)
+        for track, aus in audio_streams:
+            _write_tone(out, aus, track, audio_seconds)
         if sub is not None and srt_container is not None:
             for packet in srt_container.demux(srt_container.streams.subtitles[0]):
                 if packet.dts is None:
@@ -166,6 +184,32 @@ def make_video(
                 out.mux(packet)
             srt_container.close()
     return path
+
+
+def _write_tone(
+    out: av.container.OutputContainer, aus: av.audio.stream.AudioStream, track: AudioTrack, seconds: float
+) -> None:
+    n = int(seconds * track.rate)
+    channels = av.AudioLayout(track.layout).nb_channels
+    t = np.arange(n) / track.rate
+    tone = (0.2 * np.sin(2 * np.pi * track.tone * t)).astype(np.float32)
+    samples = np.stack([tone] * channels)
+    chunk = 1024
+    for start in range(0, n, chunk):
+        block = np.ascontiguousarray(samples[:, start : start + chunk])
+        if aus.codec_context.format.name == "fltp":
+            af = av.AudioFrame.from_ndarray(block, format="fltp", layout=track.layout)
+        else:  # PyAV's encoder converts to the codec's own sample format
+            af = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray((block.T * 32767).astype(np.int16).reshape(1, -1)),
+                format="s16",
+                layout=track.layout,
+            )
+        af.sample_rate = track.rate
+        af.pts = start
+        af.time_base = Fraction(1, track.rate)
+        out.mux(aus.encode(af))
+    out.mux(aus.encode(None))
 
 
 def _irregular(times: Sequence[Fraction]) -> bool:
@@ -282,6 +326,8 @@ def video_stream_info(path: str | Path) -> dict:
             "color_range": int(ctx.color_range),
             "color_primaries": int(ctx.color_primaries),
             "color_trc": int(ctx.color_trc),
+            "sample_aspect_ratio": stream.sample_aspect_ratio,  # None or 1 when square or unstated
+            "display_aspect_ratio": Fraction(ctx.width, ctx.height) * (stream.sample_aspect_ratio or 1),
             "duration": stream.duration * stream.time_base
             if stream.duration
             else (Fraction(container.duration, av.time_base) if container.duration else None),
@@ -296,6 +342,46 @@ def video_stream_info(path: str | Path) -> dict:
         info["frames"] = len(times)
         info["rotation"] = rotations[0] if rotations else None
     return info
+
+
+def audio_streams_info(path: str | Path) -> list[dict]:
+    """Per audio stream of a file, in order: codec, sample rate, layout, tags, disposition, and its packets
+    (count, bytes, first and last presentation time, total duration; times in seconds)."""
+    infos = []
+    with av.open(str(path)) as container:
+        for stream in container.streams.audio:
+            ctx = stream.codec_context
+            infos.append(
+                {
+                    "codec": ctx.name,
+                    "sample_rate": ctx.sample_rate,
+                    "layout": ctx.layout.name,
+                    "language": stream.metadata.get("language"),
+                    "title": stream.metadata.get("title", stream.metadata.get("name")),  # MP4 reads "name"
+                    # DURATION is Matroska's per-stream tag, written by the muxer itself.
+                    "tags": {k: v for k, v in stream.metadata.items() if k != "DURATION"},
+                    "disposition": int(stream.disposition),
+                    "time_base": stream.time_base,
+                    "packets": 0,
+                    "bytes": 0,
+                    "start": None,
+                    "end": None,
+                    "duration": Fraction(0),
+                }
+            )
+        for packet in container.demux(*container.streams.audio):
+            if packet.size == 0:
+                continue
+            info = infos[[s.index for s in container.streams.audio].index(packet.stream.index)]
+            tb = packet.stream.time_base
+            info["packets"] += 1
+            info["bytes"] += packet.size
+            start = packet.pts * tb
+            end = start + (packet.duration or 0) * tb
+            info["start"] = start if info["start"] is None else min(info["start"], start)
+            info["end"] = end if info["end"] is None else max(info["end"], end)
+            info["duration"] += (packet.duration or 0) * tb
+    return infos
 
 
 def decode_rgb(path: str | Path) -> list[np.ndarray]:

@@ -37,6 +37,9 @@ Conventions:
 - Output files are written to a temporary name next to the destination and renamed on success only; on
   any error or Ctrl-C the temporary output is deleted and the exception propagates. The input is never
   written to.
+- With `resume`, or split across the ranks of a torchrun job (`shard`), `double_video` works in segments
+  that are converted with a few frames of context, kept in a work directory and joined losslessly, with the
+  same result as one pass (`vfi_mini.segments`).
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ from .scenes import (
     luma,
     thumbnail,
 )
+from .segments import DEFAULT_SEGMENT_SECONDS, DEFAULT_WAIT_TIMEOUT, Shard, double_segmented, work_dir_for
 from .timing import FPS_DEPTH, Slot, Span, grid_length, parse_rate, plan_fps, plan_multi
 
 log = logging.getLogger(__name__)
@@ -514,6 +518,9 @@ def retime_stream(
     hold_last: bool = True,
     default_step: Fraction | None = None,
     report: RetimeReport | None = None,
+    origin: Fraction | None = None,
+    start: Fraction | None = None,
+    stop: Fraction | None = None,
 ) -> Iterator[Frame]:
     """Convert a stream of frames to `multi` times its rate, or to the constant rate `fps`.
 
@@ -546,6 +553,10 @@ def retime_stream(
             duration) instead of stopping at it (image sequences: ``multi * (N - 1) + 1`` frames).
         default_step: the last frame's duration when neither the file nor a previous interval tells it.
         report: filled in with cuts, duplicates and counts.
+        origin: with `fps`, the time of the video's first frame when `frames` is a later part of it (a
+            segment): the output frames are those of the whole video's grid (default: the first frame's time).
+        start, stop: make and yield only the output frames with times in [start, stop) (None: no limit); the
+            frames outside are context for those inside (a segment of a longer video).
 
     Yields:
         Output `Frame` objects (kind ``"input"``: an input frame at its own time; ``"interpolated"``: made
@@ -578,8 +589,18 @@ def retime_stream(
         report=report if report is not None else RetimeReport(),
     )
     spans = retimer.spans_of(retimer.keys_of(frames, hold_last, default_step, fps=fps is not None))
-    slots = plan_fps(spans, fps, depth) if fps is not None else plan_multi(spans, multi, depth)
+    slots = plan_fps(spans, fps, depth, origin) if fps is not None else plan_multi(spans, multi, depth)
+    if start is not None or stop is not None:
+        slots = _between(slots, start, stop)
     yield from retimer.frames_of(slots)
+
+
+def _between(slots: Iterable[Slot], start: Fraction | None, stop: Fraction | None) -> Iterator[Slot]:
+    for slot in slots:  # in time order
+        if stop is not None and slot.time >= stop:
+            return
+        if start is None or slot.time >= start:
+            yield slot
 
 
 # --------------------------------------------------------------------------------------------------
@@ -844,6 +865,7 @@ class DoubleResult:
     scene_cuts: list[SceneCut] = field(default_factory=list)
     dedupe_threshold: float | None = None
     duplicates: int = 0
+    segments: dict[str, Any] | None = None
 
     @property
     def fps(self) -> float:
@@ -877,6 +899,7 @@ class DoubleResult:
             "scene_cuts": [cut.to_dict() for cut in self.scene_cuts],
             "dedupe_threshold": self.dedupe_threshold,
             "duplicates": self.duplicates,
+            **({"segments": self.segments} if self.segments is not None else {}),
         }
 
 
@@ -903,6 +926,11 @@ def double_video(
     scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
     dedupe: float | None = None,
     output_format: str | None = None,
+    resume: bool = False,
+    segment_seconds: float | None = None,
+    shard: Shard | None = None,
+    model_key: str = "",
+    wait_timeout: float | None = None,
 ) -> DoubleResult:
     """Write `dst`: the video `src` at twice (or `multi` times) its frame rate, or at the constant rate
     `fps`, other streams copied.
@@ -936,20 +964,40 @@ def double_video(
         scene_threshold: scene-cut score threshold (percent, `vfi_mini.scenes`); None: no detection.
         dedupe: duplicate-frame threshold (percent); None: keep duplicates as they are.
         output_format: FFmpeg container format; for a file, None lets the extension decide.
+        resume: convert in segments kept in ``DST.vfi-parts/`` until the output is complete, continuing from
+            the segments an earlier, interrupted run with `resume` finished (`vfi_mini.segments`).
+        segment_seconds: segment length (split at the first input keyframe after it; default 60 s).
+        shard: this process's rank in a job of several (`Shard.from_env()` under torchrun): with
+            ``world_size > 1`` the video is split into segments, rank r converts those with index
+            ``i % world_size == r``, and rank 0 waits for them and joins them into `dst`.
+        model_key: what identifies the model (weights file, precision, tiling): a resumed conversion must
+            use the same model as its finished segments (it is stored in the manifest).
+        wait_timeout: rank 0 stops waiting for the other ranks' segments after this many seconds without
+            progress (default 600).
 
     Returns:
-        A `DoubleResult`.
+        A `DoubleResult` (on ranks other than 0 of a split video: the segments they converted).
 
     Raises:
         InputError: unreadable input, no video stream, no frames.
         UsageError: bad output path or encoder settings.
         ProcessingError: decoding, interpolation or encoding failed part-way (a full disk included).
-        KeyboardInterrupt: passed through after the temporary output is deleted.
+        KeyboardInterrupt: passed through after the temporary output is deleted (in segments: the finished
+            segments are kept for `resume`).
     """
     started = time.perf_counter()
     pipe = src if isinstance(src, PipeInput) else None
     piped_out = hasattr(dst, "write")
     src = pipe.path if pipe is not None else Path(src)  # type: ignore[arg-type]
+    shard = shard or Shard()
+    segmented = resume or shard.world_size > 1
+    if segmented and (pipe is not None or piped_out):
+        raise UsageError("--resume and splitting a video across ranks need an input file and an output file, not pipes")
+    if segmented and dedupe is not None:
+        raise UsageError(
+            "--dedupe cannot be combined with --resume or with splitting a video across ranks (a run of duplicates "
+            "can reach across any segment boundary); run it in one process without --resume"
+        )
     if pipe is None and not src.exists():
         raise InputError(f"input file not found: {src}")
     dst_path = Path("stdout") if piped_out else Path(dst)  # type: ignore[arg-type]
@@ -967,6 +1015,41 @@ def double_video(
     else:
         time_base = Fraction(1, math.lcm(info.time_base.denominator, rate.numerator))
     encode = encode or EncodeOptions()
+    if rate is not None:
+        total = grid_length(info.duration, rate) if info.duration else None
+    else:
+        total = multi * info.frames if info.frames else None
+    if segmented:
+        if output_format is not None:
+            raise UsageError("--resume and splitting a video across ranks pick the container from the output's name")
+        return double_segmented(
+            src,
+            dst_path,
+            interpolator,
+            info,
+            encode=encode,
+            audio=audio,
+            subtitles=subtitles,
+            strict=strict,
+            batch_size=batch_size,
+            queue_size=queue_size,
+            progress=progress,
+            multi=multi,
+            rate=rate,
+            out_rate=out_rate,
+            time_base=time_base,
+            scene_threshold=scene_threshold,
+            total=total,
+            segment_seconds=DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds,
+            shard=shard,
+            model_key=model_key,
+            wait_timeout=DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout,
+        )
+    if not piped_out and work_dir_for(dst_path).is_dir():
+        log.warning(
+            "%s holds the finished segments of an interrupted --resume run; they are not used without --resume",
+            work_dir_for(dst_path),
+        )
     if piped_out and output_format is None:
         output_format = "yuv4mpegpipe"
     tmp = None if piped_out else _temp_sibling(dst_path, dst_path.suffix)
@@ -1021,10 +1104,6 @@ def double_video(
         else:
             decoded = decode_frames(src, info, strict=strict, report=report)
         source = (Frame(_to_tensor(f.rgb), f.time, f.duration) for f in decoded)
-        if rate is not None:
-            total = grid_length(info.duration, rate) if info.duration else None
-        else:
-            total = multi * info.frames if info.frames else None
         written = run_threaded(source, transform, sink, queue_size=queue_size, progress=progress, total=total)
         if tap.count == 0:
             raise InputError(f"{src} has a video stream but no decodable frames")
@@ -1130,6 +1209,7 @@ def double_batch(
     *,
     skip_existing: bool = False,
     overwrite: bool = False,
+    shard: Shard | None = None,
     **kwargs: Any,
 ) -> Iterator[BatchItem]:
     """Run `double_video` over several files, yielding one `BatchItem` per file as each finishes.
@@ -1137,12 +1217,15 @@ def double_batch(
     A file that fails is reported and the batch goes on. Each file's input and output are checked before
     the model is needed, and `load` is called once, for the first file that gets that far, so a batch of
     skipped or unreadable files never loads the model. Two inputs with the same output: the later fails.
+    With a `shard` of several processes, this process takes the inputs i with ``i % world_size == rank``
+    (and yields nothing for the others).
 
     Args:
         inputs, outputs: the files, pairwise (see `batch_outputs`).
         load: returns the interpolator; errors it raises (missing weights, ...) end the batch.
         skip_existing: skip inputs whose output exists (status ``"skipped"``), even with `overwrite`.
         overwrite: replace existing outputs.
+        shard: this process's share of the inputs (`Shard.from_env()` under torchrun); default all of them.
         **kwargs: passed to `double_video` (encode, multi, fps, progress, ...).
 
     Yields:
@@ -1155,8 +1238,12 @@ def double_batch(
         raise UsageError(f"{len(inputs)} inputs but {len(outputs)} outputs")
     interpolator: InterpolateFn | None = None
     claimed: dict[Path, Path] = {}
-    for src, dst in zip(inputs, outputs, strict=True):
+    shard = shard or Shard()
+    for i, (src, dst) in enumerate(zip(inputs, outputs, strict=True)):
         src, dst = Path(src), Path(dst)
+        if not shard.mine(i):
+            claimed.setdefault(dst.resolve(), src)  # the same clash is found on every rank
+            continue
         if skip_existing and dst.exists():
             yield BatchItem(src, dst, "skipped")
             continue

@@ -197,24 +197,33 @@ def plan_multi(spans: Iterable[Span], multi: int, depth: int) -> Iterator[Slot]:
                 yield Slot(ti, step, *place(ti, span, depth))
 
 
-def plan_fps(spans: Iterable[Span], rate: Fraction, depth: int = FPS_DEPTH) -> Iterator[Slot]:
+def plan_fps(
+    spans: Iterable[Span], rate: Fraction, depth: int = FPS_DEPTH, origin: Fraction | None = None
+) -> Iterator[Slot]:
     """Output frames at a constant `rate` from the first input frame's time to the end of the video.
 
     Frame n sits at exactly ``origin + n / rate`` (computed from n, so nothing drifts) and shows the dyadic
     position nearest to that time (`place`); there are ``grid_length(duration, rate)`` of them and the last
     one is cut short so that the output lasts exactly as long as the input.
+
+    `origin` is the first input frame's time (default: the first span's start). A later part of a video
+    (a segment, whose spans start after `origin`) gets the frames of the whole video's grid from its first
+    span on.
     """
     # Same arithmetic as `place`, on integer numerators and denominators (exact, and fast enough to plan
     # a feature film in a second or two).
     period = 1 / rate
     scale = 1 << depth
     fracs = [Fraction(q, scale) for q in range(scale)]
-    origin: Fraction | None = None
     n = 0
     t_den = o_num = step = 0
+    first = True
     for span in spans:
-        if origin is None:
-            origin = span.start
+        if first:
+            first = False
+            if origin is None:
+                origin = span.start
+            n = max(0, math.ceil((span.start - origin) * rate))
             # t(n) = origin + n * period = (o_num + n * step) / t_den
             t_den = origin.denominator * period.denominator
             o_num = origin.numerator * period.denominator

@@ -291,6 +291,22 @@ def _parse_encoder_opts(ctx: click.Context, param: click.Parameter, values: tupl
     "ntsc-film. Frame n sits at exactly n/RATE and shows the recursive midpoint nearest its time (within "
     "1/16 of an input frame interval); the output lasts exactly as long as the input.",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Convert in segments (split at input keyframes) kept in OUTPUT.vfi-parts/ until OUTPUT is complete, so "
+    "that the same command run again after an interruption (Ctrl-C, a crash, a power cut) continues from the last "
+    "finished segment; the result is the same frame for frame. Needs the same input, options and weights, and an "
+    ".mp4, .mov, .mkv or .webm output.",
+)
+@click.option(
+    "--segment-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="S",
+    help="Segment length for --resume and for splitting one video across torchrun ranks: segments start at the "
+    "first input keyframe S seconds or more after the previous start [default: 60].",
+)
 @output_options
 @handle_errors
 def double(
@@ -318,6 +334,8 @@ def double(
     no_scene_detect: bool,
     dedupe: float | None,
     fps: Any,
+    resume: bool,
+    segment_seconds: float | None,
     overwrite: bool,
     quiet: bool,
     verbose: bool,
@@ -350,14 +368,22 @@ def double(
     (or --format nut) to stdout.
 
     \b
+    --resume: work in segments that survive an interruption; run the same
+    command again to continue. Under torchrun (RANK, WORLD_SIZE set), the
+    inputs of a batch are shared out between the ranks, and a single input
+    is split into segments converted by all ranks and joined by rank 0.
+
+    \b
     Exit codes: 0 done, 1 processing failed, 2 usage error (bad option,
     OUTPUT exists without -y, OUTPUT is INPUT), 3 bad input, 4 weights
     missing or invalid, 130 interrupted. Nothing is left at OUTPUT on failure.
     A batch exits with the code its failed files share, else 1.
     """
     from ..errors import UsageError
+    from ..segments import Shard
 
     setup_logging(quiet=quiet, verbose=verbose)
+    shard = Shard.from_env()
     if fps is not None and multi is not None:
         raise UsageError("--fps and --multi exclude each other: give one")
     piped_out = output_arg == "-"
@@ -374,8 +400,12 @@ def double(
         subtitles=not no_subs,
         strict=strict,
         fps=fps,
+        resume=resume,
+        segment_seconds=segment_seconds,
+        model_key=_model_key(weights, precision, tile, tile_overlap),
+        shard=shard,
     )
-    model = (weights, device, precision, threads, tile, tile_overlap)
+    model = (weights, shard.device(device), precision, threads, tile, tile_overlap)
     out_dir = Path(output_arg)
     if len(input_paths) > 1 or (not piped_out and input_paths[0] != "-" and out_dir.is_dir()):
         _double_batch(input_paths, output_arg, ext, skip_existing, overwrite, quiet, as_json, model, settings)
@@ -383,6 +413,17 @@ def double(
     if ext is not None:
         raise UsageError("--ext names the outputs of a batch; with one input, give the output file name")
     _double_one(input_paths[0], output_arg, pipe_format, skip_existing, overwrite, quiet, as_json, model, settings)
+
+
+def _model_key(weights: str | None, precision: str, tile: int | str | None, tile_overlap: int) -> str:
+    """What a resumed conversion must share with its finished segments about the model."""
+    parts = [f"weights={weights or 'default'}"]
+    path = Path(weights) if weights else None
+    if path is not None and path.is_file():
+        stat = path.stat()
+        parts.append(f"size={stat.st_size} mtime_ns={stat.st_mtime_ns}")
+    parts.append(f"precision={precision} tile={tile} tile_overlap={tile_overlap}")
+    return " ".join(parts)
 
 
 def _encode_options(settings: dict[str, Any]) -> Any:
@@ -404,6 +445,9 @@ def _video_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
         subtitles=settings["subtitles"],
         strict=settings["strict"],
         fps=settings["fps"],
+        resume=settings["resume"],
+        segment_seconds=settings["segment_seconds"],
+        model_key=settings["model_key"],
         **settings["retime"],
     )
 
@@ -450,12 +494,25 @@ def _double_one(
                 overwrite=overwrite,
                 progress=progress,
                 output_format=PIPE_FORMATS[pipe_format or "y4m"] if piped_out else None,
+                shard=settings["shard"],
                 **_video_kwargs(settings),
             )
     finally:
         if isinstance(source, PipeInput):
             source.close()
     d = result.to_dict()
+    segments = d.get("segments")
+    if segments is not None and not segments["joined"]:  # another rank joins them
+        if as_json:
+            echo_json({**d, "status": "segments"})
+        elif not quiet:
+            done = ", ".join(map(str, segments["converted"])) or "none"
+            click.echo(
+                f"vfi-mini: rank {segments['rank']} of {segments['world_size']}: converted segment(s) {done} of "
+                f"{segments['count']} of {output_arg}; rank 0 joins them",
+                err=True,
+            )
+        return
     if as_json:
         if piped_out:  # stdout carries the video
             click.echo(json.dumps(d, separators=(",", ":"), default=str), err=True)
@@ -506,6 +563,7 @@ def _double_batch(
             skip_existing=skip_existing,
             overwrite=overwrite,
             progress=progress,
+            shard=settings["shard"],
             **_video_kwargs(settings),
         )
         for item in items:
@@ -516,5 +574,7 @@ def _double_batch(
             elif not quiet and item.status != "failed":  # failures are logged as errors already
                 click.echo(f"vfi-mini: {'wrote' if item.status == 'ok' else 'skipped'} {item.output}", err=True)
     if failed:
-        click.echo(f"vfi-mini: {len(failed)} of {len(input_args)} file(s) failed", err=True)
+        shard = settings["shard"]
+        mine = len(range(shard.rank, len(input_args), shard.world_size))
+        click.echo(f"vfi-mini: {len(failed)} of {mine} file(s) failed", err=True)
         sys.exit(batch_exit_code(failed))

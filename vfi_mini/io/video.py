@@ -29,6 +29,7 @@ import errno
 import io
 import itertools
 import logging
+import math
 import re
 import struct
 from collections.abc import Iterator, Mapping
@@ -208,6 +209,8 @@ class VideoInfo:
         display_matrix: the 3x3 display matrix (rotation/flip) as 9 ints, None when identity/absent.
         audio_streams, subtitle_streams: how many of each the container holds.
         pipe: read from a stream (stdin) that cannot be opened again: its other streams are not copied.
+        sample_aspect_ratio: the pixels' width:height (anamorphic video, e.g. 64/45 for 16:9 PAL DVD);
+            None when square or unstated.
     """
 
     path: Path
@@ -228,6 +231,7 @@ class VideoInfo:
     audio_streams: int
     subtitle_streams: int
     pipe: bool = False
+    sample_aspect_ratio: Fraction | None = None
 
 
 @dataclass(frozen=True)
@@ -429,7 +433,18 @@ def _describe(
         audio_streams=len(container.streams.audio),
         subtitle_streams=len(container.streams.subtitles),
         pipe=pipe,
+        sample_aspect_ratio=_sample_aspect_ratio(stream),
     )
+
+
+def _sample_aspect_ratio(stream: av.video.stream.VideoStream) -> Fraction | None:
+    # The container's value (MP4 pasp, Matroska display size) wins over the bitstream's (H.264 VUI), as in
+    # FFmpeg; 0/1 means unknown.
+    for value in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        sar = _fraction(value)
+        if sar is not None:
+            return None if sar == 1 else sar
+    return None
 
 
 @dataclass
@@ -565,6 +580,7 @@ def decode_frames(
     *,
     strict: bool = False,
     report: DecodeReport | None = None,
+    start: Fraction | None = None,
 ) -> Iterator[DecodedFrame]:
     """Decode the video stream of `path` to RGB frames, in presentation order.
 
@@ -577,8 +593,11 @@ def decode_frames(
         path: the input file.
         info: the result of `probe_video(path)` (probed again when None).
         strict: raise at the first damaged packet or frame, at a part of the file that cannot be read,
-            and when fewer frames decode than the container lists.
+            and (reading from the start) when fewer frames decode than the container lists.
         report: filled in with what was skipped.
+        start: begin at the frame at this time (seconds): seek to the keyframe before it and decode from
+            there, dropping the frames before `start`. A seek that lands after `start` (an inexact index)
+            is retried further back, then replaced by reading from the beginning.
 
     Yields:
         `DecodedFrame` objects.
@@ -588,14 +607,89 @@ def decode_frames(
     """
     path = Path(path)
     info = info or probe_video(path)
-    container = _open_input(path)
-    try:
+    report = report if report is not None else DecodeReport()
+    if start is None:
+        container = _open_input(path)
+        try:
+            stream = container.streams[info.stream_index]
+            stream.codec_context.thread_type = "AUTO"
+            yield from _timed(_decode(container, stream, path, strict=strict, report=report), info, strict, report)
+        finally:
+            container.close()
+        return
+    for back in (Fraction(0), Fraction(1), Fraction(10), Fraction(60), None):  # None: from the beginning
+        container = _open_input(path)
+        try:
+            stream = container.streams[info.stream_index]
+            stream.codec_context.thread_type = "AUTO"
+            if back is not None:
+                target = max(Fraction(0), start - back)
+                try:
+                    container.seek(int(target / info.time_base), stream=stream, backward=True)
+                except av.FFmpegError:
+                    continue
+            attempt = DecodeReport()
+            frames = _timed(_decode(container, stream, path, strict=strict, report=attempt), info, False, attempt)
+            first = next(frames, None)
+            if first is not None and first.time > start and back is not None:
+                continue  # the seek landed after `start`: some frames would be missing
+            try:
+                for frame in itertools.chain([first] if first is not None else [], frames):
+                    if frame.time >= start:
+                        yield frame
+            finally:
+                report.frames, report.broken, report.truncated = attempt.frames, attempt.broken, attempt.truncated
+            return
+        finally:
+            container.close()
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """Where the frames and keyframes of a video stream are, from its packets (nothing decoded).
+
+    Attributes:
+        time_base: the stream's time base.
+        pts: presentation timestamps of the frames (one per packet), sorted, in `time_base` units.
+        keyframes: those of the keyframe packets, sorted.
+    """
+
+    time_base: Fraction
+    pts: np.ndarray
+    keyframes: np.ndarray
+
+
+def index_packets(path: str | Path, info: VideoInfo) -> PacketIndex | None:
+    """Read the video packets of `path` (without decoding them) and list their timestamps.
+
+    Returns:
+        A `PacketIndex`, or None when the timestamps do not place every frame (a packet without a PTS, two
+        packets with the same PTS): only decoding can tell where such frames are. Reading stops at a part
+        of the file that cannot be demuxed.
+
+    Raises:
+        InputError: the file cannot be opened.
+    """
+    path = Path(path)
+    pts: list[int] = []
+    keys: list[int] = []
+    with _open_input(path) as container:
         stream = container.streams[info.stream_index]
-        stream.codec_context.thread_type = "AUTO"
-        report = report if report is not None else DecodeReport()
-        yield from _timed(_decode(container, stream, path, strict=strict, report=report), info, strict, report)
-    finally:
-        container.close()
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # end-of-stream marker
+                if packet.pts is None:
+                    return None
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+        except av.FFmpegError:
+            pass  # decoding stops at the same place
+    sorted_pts = np.sort(np.asarray(pts, np.int64))
+    if sorted_pts.size and np.any(np.diff(sorted_pts) <= 0):
+        return None
+    return PacketIndex(info.time_base, sorted_pts, np.unique(np.asarray(keys, np.int64)))
 
 
 def _timed(
@@ -808,6 +902,14 @@ def _clean_tags(tags: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if k.lower() not in _STALE_TAGS and not k.lower().startswith("_statistics")}
 
 
+def _stream_tags(stream: av.stream.Stream) -> dict[str, str]:
+    tags = _clean_tags(stream.metadata)
+    # FFmpeg's MP4/MOV demuxer reads a track's title as "name" but its muxers write "title".
+    if "name" in tags and "title" not in tags and stream.container.format.name.startswith("mov,"):
+        tags["title"] = tags.pop("name")
+    return tags
+
+
 def _describe_stream(stream: av.stream.Stream) -> str:
     if stream.codec_context is not None:
         name = stream.codec_context.name
@@ -898,8 +1000,14 @@ class VideoWriter:
             self._video_tags = {}
             return {}
         with _open_input(self.source.path) as container:
-            self._video_tags = _clean_tags(container.streams[self.source.stream_index].metadata)
+            self._video_tags = _stream_tags(container.streams[self.source.stream_index])
             return dict(container.metadata)
+
+    def _stream_time_base(self, codec: str) -> Fraction:
+        if codec in _COARSE_TIME_BASE or self._out.format.name == "yuv4mpegpipe":
+            return 1 / self.rate
+        tb = self._time_base or self.source.time_base / 2
+        return self.source.time_base if tb.denominator > 2**31 - 1 else tb
 
     def _setup_video(self) -> None:
         opts = self.encode_options
@@ -916,17 +1024,14 @@ class VideoWriter:
         stream.pix_fmt = self.pix_fmt
         if self._out.format.name == "yuv4mpegpipe" and codec not in ("rawvideo", "wrapped_avframe"):
             raise UsageError(f"yuv4mpeg (y4m) streams hold raw video only, not {codec}; use --format nut for {codec}")
-        if codec in _COARSE_TIME_BASE or self._out.format.name == "yuv4mpegpipe":
-            tb = 1 / self.rate
-        else:
-            tb = self._time_base or src.time_base / 2
-            if tb.denominator > 2**31 - 1:
-                tb = src.time_base
+        tb = self._stream_time_base(codec)
         self.time_base = tb
         ctx.time_base = tb
         stream.time_base = tb
         ctx.framerate = self.rate
         ctx.thread_type = "AUTO"
+        if src.sample_aspect_ratio is not None:
+            ctx.sample_aspect_ratio = src.sample_aspect_ratio  # anamorphic: same display shape
 
         out_fmt = av.video.format.VideoFormat(self.pix_fmt)
         c = src.colour
@@ -1061,7 +1166,7 @@ class VideoWriter:
                 continue
             else:
                 continue
-            out.metadata.update(_clean_tags(stream.metadata))
+            out.metadata.update(_stream_tags(stream))
             out.disposition = stream.disposition
             selected.append(stream)
         if selected:
@@ -1249,11 +1354,7 @@ class VideoWriter:
         """Flush the encoder, copy the rest of the other streams, and finish the file."""
         if self._closed:
             return
-        try:
-            packets = self._video.encode(None)
-        except av.FFmpegError as exc:
-            raise ProcessingError(f"finishing the video stream failed ({_ffmpeg_message(exc)})") from exc
-        self._mux_video(packets)
+        self._mux_video(self._flush_video())
         self._copy_until(None)
         self._closed = True
         try:
@@ -1263,6 +1364,12 @@ class VideoWriter:
         finally:
             if self._src is not None:
                 self._src.close()
+
+    def _flush_video(self) -> list[av.Packet]:
+        try:
+            return self._video.encode(None)
+        except av.FFmpegError as exc:
+            raise ProcessingError(f"finishing the video stream failed ({_ffmpeg_message(exc)})") from exc
 
     def abort(self) -> None:
         """Stop without finishing the file (the caller deletes it)."""
@@ -1286,3 +1393,127 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+class PartsWriter(VideoWriter):
+    """Joins separately encoded pieces of one video (the segments of a conversion: each starts with a
+    keyframe, all encoded with the same settings) into one file, packet for packet, with nothing
+    re-encoded, and copies the source's other streams alongside as `VideoWriter` does.
+
+    Call `write_part` for each piece in order, then `close` (or use it as a context manager).
+
+    Args:
+        path: the output file; its extension picks the container.
+        source: `probe_video` of the input.
+        rate: nominal output frame rate.
+        template: the first piece: the output's video stream takes its codec parameters.
+        audio, subtitles, time_base: as for `VideoWriter`.
+
+    Raises:
+        UsageError: unknown container.
+        ProcessingError: the template cannot be read.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        source: VideoInfo,
+        rate: Fraction,
+        template: str | Path,
+        *,
+        audio: bool = True,
+        subtitles: bool = True,
+        time_base: Fraction | None = None,
+    ) -> None:
+        self._template = Path(template)
+        self._last_dts: Fraction | None = None
+        super().__init__(path, source, rate, None, audio=audio, subtitles=subtitles, time_base=time_base)
+
+    def _open_part(self, path: Path) -> av.container.InputContainer:
+        try:
+            return av.open(str(path), mode="r", metadata_errors="replace")
+        except (av.FFmpegError, OSError) as exc:
+            raise ProcessingError(f"cannot read the finished segment {path} ({_ffmpeg_message(exc)})") from exc
+
+    def _setup_video(self) -> None:
+        with self._open_part(self._template) as part:
+            template = part.streams.video[0]
+            stream = self._out.add_stream_from_template(template, opaque=True)
+            self._extradata = template.codec_context.extradata
+            self.pix_fmt = template.codec_context.pix_fmt or ""
+            codec = template.codec_context.name
+        tb = self._stream_time_base(codec)
+        self.time_base = tb
+        stream.time_base = tb
+        stream.codec_context.framerate = self.rate
+        if self.source.display_matrix is not None:
+            stream.set_display_matrix(list(self.source.display_matrix))
+        stream.metadata.update(self._video_tags)
+        self._video = stream
+        log.info("joining %s segments, time base %s", codec, tb)
+
+    def _flush_video(self) -> list[av.Packet]:
+        return []
+
+    def write_part(self, path: str | Path, first_time: Fraction, last_duration: Fraction | None = None) -> int:
+        """Mux the video packets of one piece (a file written by `VideoWriter` without other streams, in a
+        container that stores timestamps: MP4, MOV, Matroska, WebM).
+
+        Args:
+            path: the piece.
+            first_time: the exact time of its first frame (seconds). MP4 and MOV store where a file starts
+                in milliseconds (an edit list in the movie's time scale), so a piece that does not start at 0
+                reads back up to half a millisecond off; its packets are moved back by that much.
+            last_duration: the duration given to its last frame (Matroska reads back the default duration).
+
+        Returns:
+            The number of packets (frames) muxed.
+
+        Raises:
+            ProcessingError: the piece cannot be read, was encoded with other settings, or its decode times
+                overlap the previous piece's.
+        """
+        path = Path(path)
+        with self._open_part(path) as part:
+            stream = part.streams.video[0]
+            if stream.codec_context.extradata != self._extradata:
+                raise ProcessingError(f"{path} was encoded with other settings than the first segment; cannot join")
+            tb = Fraction(stream.time_base)
+            try:
+                stamps = [p.pts for p in part.demux(stream) if p.size and p.pts is not None]
+            except av.FFmpegError as exc:
+                raise ProcessingError(f"cannot read the finished segment {path} ({_ffmpeg_message(exc)})") from exc
+        if not stamps:
+            return 0
+        lowest, highest = min(stamps), max(stamps)
+        shift = lowest - math.floor(Fraction(first_time) / tb + Fraction(1, 2))  # rounded as FFmpeg rounds
+        last = None
+        if last_duration is not None:  # as `write` rounds it, then the muxer
+            ticks = max(1, round(Fraction(last_duration) / self.time_base))
+            last = math.floor(ticks * self.time_base / tb + Fraction(1, 2))
+        count = 0
+        with self._open_part(path) as part:
+            stream = part.streams.video[0]
+            try:
+                for packet in part.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    if last is not None and packet.pts == highest:
+                        packet.duration = last
+                    if shift:
+                        packet.pts = packet.pts - shift if packet.pts is not None else None
+                        packet.dts = packet.dts - shift if packet.dts is not None else None
+                    if packet.dts is not None:
+                        dts = packet.dts * tb
+                        if self._last_dts is not None and dts <= self._last_dts:
+                            raise ProcessingError(
+                                f"{path}: its decode times overlap the previous segment's; cannot join"
+                            )
+                        self._last_dts = dts
+                    packet.stream = self._video
+                    self._mux_video([packet])
+                    count += 1
+            except av.FFmpegError as exc:
+                raise ProcessingError(f"cannot read the finished segment {path} ({_ffmpeg_message(exc)})") from exc
+        self.frames_written += count
+        return count
