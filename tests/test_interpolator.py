@@ -243,6 +243,23 @@ def test_auto_tile_shapes_for_large_frames(height, width):
     assert auto_tile(480, 854, budget, DEFAULT_TILE_OVERLAP) is None  # 480p still runs whole
 
 
+def test_a_16k_wide_frame_runs_in_tiles_on_the_cpu():
+    """Extreme sizes (issue 7): a 16384-pixel-wide frame is neither refused nor run whole: the default
+    (auto) tiling cuts it into tiles within the CPU budget, and a per-pixel model gives the untiled result."""
+    torch.manual_seed(0)
+    window = torch.rand(1, 4, 3, 16, 16384)
+    ref = Interpolator(Pointwise(), device="cpu", tile=None)(window)
+    model = Pointwise()
+    interp = Interpolator(model, device="cpu")
+    plan = interp.tile_plan(1, 16, 16384)
+    assert plan is not None and plan.count > 1
+    out = interp(window)
+    assert out.shape == (1, 3, 16, 16384)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    budget = CPU_MEMORY_BUDGET // BYTES_PER_PIXEL_MINI
+    assert len(model.sizes) == plan.count and all(h * w <= budget for h, w in model.sizes)
+
+
 def test_out_of_memory_retries_in_smaller_tiles(caplog):
     torch.manual_seed(0)
     window = torch.rand(1, 4, 3, 250, 380)  # padded to 256x384
