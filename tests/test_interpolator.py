@@ -15,7 +15,7 @@ from vfi_mini.interpolator import (
     resolve_device,
     split_axis,
 )
-from vfi_mini.models import STMFNetConfig, build_model
+from vfi_mini.models import PRESETS, STMFNetConfig, build_model
 
 TINY = STMFNetConfig(
     feat_channels=(32, 32, 32, 32),
@@ -292,3 +292,21 @@ def test_bad_tile_settings():
         Interpolator(model, device="cpu", tile="big")
     assert Interpolator(model, device="cpu", tile=300).tile == 256  # rounded down to a multiple of 128
     assert Interpolator(model, device="cpu", tile="off").tile is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_real_cuda_out_of_memory_falls_back_to_tiles():
+    """A 4K window with the real Mini network under a 3 GiB CUDA cap: the whole frame runs out of memory,
+    the interpolator catches the real OutOfMemoryError and finishes in tiles (what a small card sees)."""
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 3 * 2**30 / total), 0)
+    try:
+        torch.manual_seed(0)
+        interp = Interpolator(build_model(PRESETS["stmfnet-mini"]), device="cuda", tile="auto")
+        out = interp(torch.rand(1, 4, 3, 2160, 3840))
+        assert out.shape == (1, 3, 2160, 3840) and interp._oom_tile is not None
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, 0)
+        torch.cuda.empty_cache()
