@@ -4,7 +4,7 @@ ffmpeg encodes the result. Skipped where imageio-ffmpeg is not installed.
 
 Each command is its own process joined by OS pipes, as a shell runs
 ``ffmpeg -i in.mp4 -f yuv4mpegpipe - | vfi-mini double - -o - --format y4m | ffmpeg -f yuv4mpegpipe -i - out.mp4``.
-The model is a blend (a driver script replaces the loader; no trained weights are bundled yet) except in
+The model is a blend (a driver script replaces the loader, to keep the test fast) except in
 the test marked slow, which runs the console entry point with an untrained ST-MFNet Mini checkpoint.
 """
 

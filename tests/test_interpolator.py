@@ -310,3 +310,16 @@ def test_a_real_cuda_out_of_memory_falls_back_to_tiles():
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, 0)
         torch.cuda.empty_cache()
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch):
+    import vfi_mini.interpolator as interp_mod
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(interp_mod, "cpu_has_native_bf16", lambda native=native: native)
+        assert interp_mod.resolve_precision("auto", cpu) == expected
+        assert interp_mod.resolve_precision("auto", cuda) == "fp32"
+        assert interp_mod.resolve_precision("fp32", cpu) == "fp32"
+        interp = Interpolator(Pointwise(), device="cpu")  # the default is auto
+        assert interp.precision == expected and interp.dtype == interp_mod.PRECISIONS[expected]

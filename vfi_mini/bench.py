@@ -195,7 +195,7 @@ def run_bench(
     arch: str,
     size: tuple[int, int],
     device: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     threads: int | None = None,
     runs: int = 5,
     input_video: str | None = None,
@@ -219,7 +219,7 @@ def run_bench(
     dev = interp.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    say(f"model: {runs} timed runs at {width}x{height} on {dev} ({precision})")
+    say(f"model: {runs} timed runs at {width}x{height} on {dev} ({interp.precision})")
     times = time_model(interp, width, height, runs)
     median = statistics.median(times)
     say("counting FLOPs")
@@ -238,7 +238,7 @@ def run_bench(
     achieved = flops / median / 1e9
     return BenchResult(
         device=str(dev),
-        precision=precision,
+        precision=interp.precision,
         width=width,
         height=height,
         threads=torch.get_num_threads(),

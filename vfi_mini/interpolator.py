@@ -75,9 +75,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 autocast is faster than
+    fp32; elsewhere oneDNN emulates it and it is not. Linux only (reads /proc/cpuinfo); False elsewhere."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> the fastest precision that keeps within 0.05 dB of fp32 on real frames (BENCHMARKS.md):
+    bf16 on CPUs with native bf16, fp32 elsewhere (CUDA included, until measured there). Others unchanged."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
 def check_precision(precision: str, device: torch.device) -> torch.dtype:
+    precision = resolve_precision(precision, device)
     if precision not in PRECISIONS:
-        raise BackendUnavailable(f"unknown precision {precision!r}; use fp32, fp16 or bf16")
+        raise BackendUnavailable(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
     if precision == "fp16" and device.type != "cuda":
         raise BackendUnavailable("fp16 needs a CUDA device; on CPU use bf16 or fp32")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -219,7 +238,7 @@ class Interpolator:
     Args:
         model: the network (its `forward(I0, I1, I2, I3)` takes padded frames).
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'.
-        precision: 'fp32', 'fp16' (CUDA only) or 'bf16' (autocast).
+        precision: 'auto' (see `resolve_precision`), 'fp32', 'fp16' (CUDA only) or 'bf16' (autocast).
         threads: CPU threads for PyTorch (None: leave PyTorch's default).
         tile: 'auto' (tile when the frame does not fit; see the module docstring), None or 'off' (never
             tile), or a tile side in pixels (>= 128; rounded down to a multiple of 128 so that no tile is
@@ -237,7 +256,7 @@ class Interpolator:
         self,
         model: nn.Module,
         device: str | torch.device = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
         threads: int | None = None,
         *,
         tile: int | str | None = "auto",
@@ -246,7 +265,7 @@ class Interpolator:
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = check_precision(precision, self.device)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)
         if threads is not None:
             if threads < 1:
                 raise BackendUnavailable(f"--threads must be >= 1, got {threads}")
@@ -274,7 +293,7 @@ class Interpolator:
         cls,
         weights: str | Path | None = None,
         device: str | torch.device = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
         threads: int | None = None,
         *,
         tile: int | str | None = "auto",

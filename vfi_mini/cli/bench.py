@@ -13,7 +13,13 @@ from ._common import echo_json, handle_errors, setup_logging
 @click.option("-w", "--weights", metavar="FILE", help="Weights to time (default: a random initialisation of --arch).")
 @click.option("--arch", default="stmfnet-mini", show_default=True, help="Architecture when no --weights is given.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "bf16"]))
+@click.option(
+    "--precision",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    help="auto: the default of double (bf16 on CPUs with native bf16, else fp32).",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: PyTorch's choice).")
 @click.option(
     "--frames",

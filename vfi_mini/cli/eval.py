@@ -73,10 +73,10 @@ from .double import DEVICE_HELP, progress_bar
 @click.option("--device", default="auto", show_default=True, metavar="DEVICE", help=DEVICE_HELP)
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "bf16"]),
-    default="fp32",
+    type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
+    default="auto",
     show_default=True,
-    help="Model precision (fp16 needs CUDA).",
+    help="Model precision (fp16 needs CUDA). auto: bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32.",
 )
 @click.option(
     "--threads",
