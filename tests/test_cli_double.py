@@ -77,7 +77,7 @@ def test_double_json_summary(tmp_path, model):
     duration = pytest.approx(7 * 1001 / 30000, abs=1e-6)
     assert summary["input_duration"] == summary["output_duration"] == duration
     assert summary["device"] == "cpu" and summary["seconds"] > 0 and summary["fps"] > 0
-    assert model["device"] == "cpu" and model["threads"] == 1 and model["precision"] == "fp32"
+    assert model["device"] == "cpu" and model["threads"] == 1 and model["precision"] == "auto"
     info = video_stream_info(dst)
     assert info["frames"] == 14 and info["average_rate"] == Fraction(60000, 1001)
     assert packets(src) == packets(dst)

@@ -401,7 +401,7 @@ def test_cli_model_path_and_text(data_root, monkeypatch):
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout)
     assert d["method"] == "model:mine.pth" and d["mean"]["psnr"] == pytest.approx(CAP)
-    assert seen["args"] == ("mine.pth", "auto", "fp32", 1)
+    assert seen["args"] == ("mine.pth", "auto", "auto", 1)
     r = run("eval", "--data", data_root, "--layout", "vfitex", "--baseline", "repeat", "--limit", "1")
     assert r.exit_code == 0, r.output
     assert "plants" in r.stdout and "water4K" in r.stdout and "2 samples, 2 sequences" in r.stdout
