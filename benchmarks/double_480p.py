@@ -75,11 +75,12 @@ def main() -> int:
     p.add_argument("--weights", help="default: the bundled weights")
     p.add_argument("--precision", default=None, help="passed to vfi-mini double (default: its own)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip480p.mp4"
-        frames = make_clip(Path(args.source), clip)
+        frames = make_clip(Path(args.source), clip, seconds=args.seconds)
         cmd = [sys.executable, "-m", "vfi_mini", "double", str(clip), "-o", str(Path(tmp) / "out.mp4"), "-q"]
         cmd += ["--weights", args.weights] if args.weights else []
         cmd += ["--precision", args.precision] if args.precision else []
@@ -94,7 +95,7 @@ def main() -> int:
             out_frames = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result = {
-        "input": "Megamind.avi, first 10 s, 854x480",
+        "input": f"Megamind.avi, first {args.seconds:g} s, 854x480",
         "input_frames": frames,
         "output_frames": out_frames,
         "wall_s": round(wall, 1),
