@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -154,6 +154,17 @@ class Segment:
 
     def to_list(self) -> list[str | None]:
         return [_text(self.start), _text(self.end), _text(self.context_start)]
+
+
+def _discard_and_raise(writer: Any, tmp: Path, path: Path, exc: BaseException) -> NoReturn:
+    """A failed write of `path` through `tmp`: abort the writer, remove the temporary file, re-raise (an
+    OSError as a one-line ProcessingError naming `path`)."""
+    if writer is not None:
+        writer.abort()
+    tmp.unlink(missing_ok=True)
+    if isinstance(exc, OSError):
+        raise ProcessingError(write_error_message(path, exc)) from exc
+    raise exc
 
 
 def plan_segments(index: PacketIndex | None, seconds: float, context: int = CONTEXT_FRAMES) -> list[Segment]:
@@ -458,12 +469,7 @@ def _convert_segment(job: _Job, segment: Segment) -> dict[str, Any]:
             writer.abort()
             tmp.unlink(missing_ok=True)
     except BaseException as exc:
-        if writer is not None:
-            writer.abort()
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ProcessingError(write_error_message(part, exc)) from exc
-        raise
+        _discard_and_raise(writer, tmp, part, exc)
     cuts = [
         [cut.frame - own["before"], _text(cut.time), round(cut.score, 3)]
         for cut in retimed.cuts
@@ -718,12 +724,7 @@ def double_segmented(
         writer.close()
         os.replace(tmp, dst)
     except BaseException as exc:
-        if writer is not None:
-            writer.abort()
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ProcessingError(write_error_message(dst, exc)) from exc
-        raise
+        _discard_and_raise(writer, tmp, dst, exc)
     shutil.rmtree(work, ignore_errors=True)
     info_segments["joined"] = True
     if progress is not None:

@@ -314,6 +314,15 @@ def _load_teacher(path: str) -> tuple[str, torch.nn.Module]:
     return "stmfnet", model
 
 
+def _tap_offsets(weight: torch.Tensor, dilation: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column and row offsets of the K*K AdaCoF taps, each (1, K*K, 1, 1), for weight maps (B, K*K, H, W):
+    tap t sits at row (t // K) * D - pad and column (t % K) * D - pad, pad = (K - 1) * D / 2."""
+    taps = weight.shape[1]
+    k = math.isqrt(taps)
+    grid = torch.arange(k, device=weight.device, dtype=weight.dtype) * dilation - (k - 1) * dilation / 2
+    return grid.repeat(k).view(1, taps, 1, 1), grid.repeat_interleave(k).view(1, taps, 1, 1)
+
+
 def effective_displacement(
     weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation: int
 ) -> torch.Tensor:
@@ -322,12 +331,7 @@ def effective_displacement(
     weight, alpha, beta: (B, K*K, H, W). Returns (B, 2, H, W) with channel 0 horizontal (x) and channel 1
     vertical (y), relative to the output pixel, i.e. a backward flow from the new frame to the source.
     """
-    taps = weight.shape[1]
-    k = math.isqrt(taps)
-    pad = (k - 1) * dilation / 2
-    grid = torch.arange(k, device=weight.device, dtype=weight.dtype) * dilation - pad
-    ty = grid.repeat_interleave(k).view(1, taps, 1, 1)  # row offset of tap t = (t // K) * D - pad
-    tx = grid.repeat(k).view(1, taps, 1, 1)
+    tx, ty = _tap_offsets(weight, dilation)
     dx = (weight * (tx + beta)).sum(1, keepdim=True)
     dy = (weight * (ty + alpha)).sum(1, keepdim=True)
     return torch.cat([dx, dy], dim=1)
@@ -365,11 +369,7 @@ def sharp_flow_loss(maps: list[torch.Tensor], teacher: dict[str, torch.Tensor], 
     total = maps[0].new_zeros(())
     for f, key in enumerate(("flow_t0", "flow_t1")):
         weight, alpha, beta = maps[3 * f : 3 * f + 3]
-        taps = weight.shape[1]
-        k = math.isqrt(taps)
-        grid = torch.arange(k, device=weight.device, dtype=weight.dtype) * dilation - (k - 1) * dilation / 2
-        ty = grid.repeat_interleave(k).view(1, taps, 1, 1)
-        tx = grid.repeat(k).view(1, taps, 1, 1)
+        tx, ty = _tap_offsets(weight, dilation)
         flow = teacher[key].to(weight.dtype)
         err = (tx + beta - flow[:, :1]).abs() + (ty + alpha - flow[:, 1:]).abs()
         total = total + (weight * err).sum()
