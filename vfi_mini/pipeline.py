@@ -78,7 +78,6 @@ from .io.video import (
     check_output_format,
     decode_frames,
     probe_video,
-    write_error_message,
 )
 from .scenes import (
     CONTEXT,
@@ -91,7 +90,14 @@ from .scenes import (
     luma,
     thumbnail,
 )
-from .segments import DEFAULT_SEGMENT_SECONDS, DEFAULT_WAIT_TIMEOUT, Shard, double_segmented, work_dir_for
+from .segments import (
+    DEFAULT_SEGMENT_SECONDS,
+    DEFAULT_WAIT_TIMEOUT,
+    Shard,
+    discard_and_raise,
+    double_segmented,
+    work_dir_for,
+)
 from .timing import FPS_DEPTH, Slot, Span, grid_length, parse_rate, plan_fps, plan_multi
 
 log = logging.getLogger(__name__)
@@ -1113,15 +1119,7 @@ def double_video(
         elif hasattr(dst, "flush"):
             dst.flush()  # type: ignore[union-attr]
     except BaseException as exc:
-        if writer is not None:
-            writer.abort()
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        if pipe is not None:
-            pipe.close()
-        if isinstance(exc, OSError):  # a full disk, a closed pipe: one plain line, not an internal error
-            raise ProcessingError(write_error_message(dst_path, exc)) from exc
-        raise
+        discard_and_raise(writer, tmp, dst_path, exc, also=None if pipe is None else pipe.close)
     if tap.count == 1:
         log.warning("%s has a single frame: the output holds it (same duration)", src)
     if info.frames_exact and info.frames != tap.count and not report.damaged:  # else already reported

@@ -156,12 +156,18 @@ class Segment:
         return [_text(self.start), _text(self.end), _text(self.context_start)]
 
 
-def _discard_and_raise(writer: Any, tmp: Path, path: Path, exc: BaseException) -> NoReturn:
-    """A failed write of `path` through `tmp`: abort the writer, remove the temporary file, re-raise (an
-    OSError as a one-line ProcessingError naming `path`)."""
+def discard_and_raise(
+    writer: Any, tmp: Path | None, path: Path, exc: BaseException, also: Callable[[], None] | None = None
+) -> NoReturn:
+    """A failed write of `path` through `tmp`: abort the writer, remove the temporary file (None when writing
+    straight to a pipe), run `also` (closing an input pipe, say), re-raise (an OSError as a one-line
+    ProcessingError naming `path`: a full disk, a closed pipe)."""
     if writer is not None:
         writer.abort()
-    tmp.unlink(missing_ok=True)
+    if tmp is not None:
+        tmp.unlink(missing_ok=True)
+    if also is not None:
+        also()
     if isinstance(exc, OSError):
         raise ProcessingError(write_error_message(path, exc)) from exc
     raise exc
@@ -469,7 +475,7 @@ def _convert_segment(job: _Job, segment: Segment) -> dict[str, Any]:
             writer.abort()
             tmp.unlink(missing_ok=True)
     except BaseException as exc:
-        _discard_and_raise(writer, tmp, part, exc)
+        discard_and_raise(writer, tmp, part, exc)
     cuts = [
         [cut.frame - own["before"], _text(cut.time), round(cut.score, 3)]
         for cut in retimed.cuts
@@ -724,7 +730,7 @@ def double_segmented(
         writer.close()
         os.replace(tmp, dst)
     except BaseException as exc:
-        _discard_and_raise(writer, tmp, dst, exc)
+        discard_and_raise(writer, tmp, dst, exc)
     shutil.rmtree(work, ignore_errors=True)
     info_segments["joined"] = True
     if progress is not None:
