@@ -56,9 +56,10 @@ from ._common import echo_json, handle_errors, setup_logging
     "--stage",
     default="full",
     show_default=True,
-    type=click.Choice(["full", "motion"]),
-    help="motion: pre-train only the feature extractor and x1 kernel heads to sample where the RIFE "
-    "teacher's flow points (needs --flow-distill; --alpha weighs the warped frames' ground-truth loss).",
+    type=click.Choice(["full", "motion", "synthesis"]),
+    help="motion: train only the feature extractor and x1 kernel heads, on the mean of their two warped "
+    "frames (--alpha weighs its ground-truth loss) and, with --flow-distill, the RIFE teacher's flow. "
+    "synthesis: freeze those and train GridNet and TENet (the fusion and refinement).",
 )
 @click.option(
     "--teacher-cache",

@@ -39,7 +39,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from ..errors import InputError, ProcessingError, UsageError
 from ..interpolator import PAD_MULTIPLE, check_precision, pad_to_multiple, resolve_device, to_channels_last
 from ..metrics import psnr, ssim_matlab
-from ..models import PRESETS, STMFNet, STMFNetConfig, build_model, count_parameters
+from ..models import STMFNet, build_model, count_parameters, resolve_arch
 from ..models.init import blend_init
 from ..weights import load_model, save_weights
 from .losses import get_loss
@@ -88,7 +88,9 @@ class TrainConfig:
     obprox_np: int = 2  # OBProx-SG: Prox-SG epochs before the Orthant steps (an epoch = batches per epoch)
     obprox_eps: float = 1e-4  # OBProx-SG Orthant projection threshold
     finetune_flow: bool = False  # also train PWC-Net, frozen otherwise (pruning trains it, as upstream)
-    stage: str = "full"  # full | motion (x1 motion path only, on the teacher's flow: see STMFNet.motion)
+    # full | motion (x1 motion path only: see STMFNet.motion) | synthesis (all but the motion path: the
+    # feature extractor and kernel heads are frozen, GridNet and TENet learn to fuse and refine)
+    stage: str = "full"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,19 +119,6 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise UsageError(f"cannot read duration {text!r}; use e.g. 90s, 45m, 2h or 1h30m")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-
-
-def resolve_arch(arch: str) -> STMFNetConfig:
-    if arch in PRESETS:
-        return PRESETS[arch]
-    p = Path(arch)
-    if not p.is_file():
-        raise UsageError(f"--arch {arch!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
-    try:
-        data = json.loads(p.read_text())
-        return STMFNetConfig.from_dict(data.get("config", data) if isinstance(data, dict) else data)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(f"architecture file {p} is invalid: {exc}") from exc
 
 
 # --- distribution ------------------------------------------------------------------------------------
@@ -444,13 +433,16 @@ def _motion_terms(
     amp_dtype: torch.dtype,
     dilation: int,
 ) -> dict[str, torch.Tensor]:
-    """Motion pre-training (--stage motion): the x1 path learns the teacher's flow, per tap (sharp_flow_loss),
-    plus --alpha times the loss of the mean of its two warped candidates against the ground truth."""
-    if "flow_t0" not in t_out:
-        raise UsageError("--stage motion needs a teacher that estimates flow (RIFE)")
+    """Motion pre-training (--stage motion): the x1 path learns the teacher's flow, per tap (sharp_flow_loss,
+    when --flow-distill > 0), plus --alpha times the loss of the mean of its two warped candidates against the
+    ground truth (with --flow-distill 0 that is all it learns from: the control arm of the flow ablation)."""
+    if cfg.flow_distill > 0 and "flow_t0" not in t_out:
+        raise UsageError("--stage motion with --flow-distill needs a teacher that estimates flow (RIFE)")
     with torch.autocast(inputs[0].device.type, dtype=amp_dtype, enabled=amp_dtype is not torch.float32):
         warped, maps = model(inputs[0], inputs[1], inputs[2], inputs[3], motion_only=True)
-    terms = {"flow": cfg.flow_distill * sharp_flow_loss([m.float() for m in maps], t_out, dilation)}
+    terms = {}
+    if cfg.flow_distill > 0:
+        terms["flow"] = cfg.flow_distill * sharp_flow_loss([m.float() for m in maps], t_out, dilation)
     if cfg.alpha > 0:
         terms["gt"] = cfg.alpha * loss_fn(warped.float(), target)
     return terms
@@ -461,7 +453,7 @@ def _motion_terms(
 
 def validate(model: STMFNet, samples: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, float]:
     """Mean PSNR / SSIM (spec §10) of the model and of frame blending on fixed validation samples."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored as they were (frozen parts stay in eval)
     model.eval()
     ps, ss, pb = [], [], []
     with torch.inference_mode():
@@ -474,7 +466,8 @@ def validate(model: STMFNet, samples: list[dict[str, torch.Tensor]], device: tor
             ps.append(float(psnr(out, gt)))
             ss.append(float(ssim_matlab(out, gt)))
             pb.append(float(psnr((frames[:, 1] + frames[:, 2]) / 2, gt)))
-    model.train(was_training)
+    for m, mode in modes:
+        m.training = mode
     n = max(1, len(ps))
     return {"val_psnr": sum(ps) / n, "val_ssim": sum(ss) / n, "val_psnr_blend": sum(pb) / n, "val_n": len(ps)}
 
@@ -549,10 +542,10 @@ def train(
         raise UsageError("--teacher-only-data and --flow-distill need a --teacher")
     if cfg.optimizer not in ("adamax", "obproxsg"):
         raise UsageError(f"unknown optimizer {cfg.optimizer!r}; use adamax or obproxsg")
-    if cfg.stage not in ("full", "motion"):
-        raise UsageError(f"unknown stage {cfg.stage!r}; use full or motion")
-    if cfg.stage == "motion" and not (cfg.teacher and cfg.flow_distill > 0):
-        raise UsageError("--stage motion learns the teacher's flow: it needs a RIFE --teacher and --flow-distill > 0")
+    if cfg.stage not in ("full", "motion", "synthesis"):
+        raise UsageError(f"unknown stage {cfg.stage!r}; use full, motion or synthesis")
+    if cfg.stage == "motion" and not (cfg.alpha > 0 or cfg.flow_distill > 0):
+        raise UsageError("--stage motion needs --alpha > 0 (ground truth) or --flow-distill > 0 (a RIFE teacher)")
     d = init_distributed(device)
     run = Path(cfg.out)
     state_path = run / "state.pt"
@@ -571,7 +564,13 @@ def train(
         model.load_state_dict(init_model.state_dict())
     if cfg.finetune_flow and arch.flow:
         model.flow_estimator.requires_grad_(True)
+    if cfg.stage == "synthesis":
+        model.feature_extractor.requires_grad_(False)
+        model.get_kernel.requires_grad_(False)
     model.to(device).train()
+    if cfg.stage == "synthesis":  # frozen, batch-norm statistics included
+        model.feature_extractor.eval()
+        model.get_kernel.eval()
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
         to_channels_last(model)
@@ -700,7 +699,8 @@ def train(
             inputs = [f.contiguous(memory_format=fmt) for f in frames.unbind(1)]
             target = batch["target"].to(device).contiguous()
             if cfg.stage == "motion":
-                terms = _motion_terms(cfg, ddp_model, loss_fn, inputs, target, teach(frames), amp_dtype, arch.dilation)
+                t_out = teach(frames) if cfg.flow_distill > 0 else {}
+                terms = _motion_terms(cfg, ddp_model, loss_fn, inputs, target, t_out, amp_dtype, arch.dilation)
             else:
                 t_fn = teach if teacher is not None else None
                 terms, n = _full_terms(cfg, ddp_model, loss_fn, inputs, frames, target, t_fn, amp_dtype, arch.dilation)
