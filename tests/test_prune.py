@@ -12,11 +12,10 @@ from torch import nn
 
 from vfi_mini.cli import cli
 from vfi_mini.errors import ProcessingError
-from vfi_mini.models import PRESETS, STMFNetConfig, build_model, count_parameters
+from vfi_mini.models import PRESETS, STMFNetConfig, build_model, count_parameters, resolve_arch
 from vfi_mini.prune import DensityReport, OBProxSG, derive_architecture, layer_roles
 from vfi_mini.prune.derive import FLOW_PREFIXES, predicted_density, width_groups
 from vfi_mini.train import TrainConfig, train
-from vfi_mini.train.loop import resolve_arch
 from vfi_mini.weights import load_model, save_weights
 
 FULL, MINI = PRESETS["stmfnet"], PRESETS["stmfnet-mini"]

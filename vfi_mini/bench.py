@@ -4,7 +4,8 @@ Reports the model's seconds per interpolated frame (median of several runs after
 `double` pipeline's output frames per second with decode, model and encode timed separately, peak memory
 (process RSS and CUDA max allocated), the model's FLOPs per frame (counted with
 `torch.utils.flop_counter`), the FLOP/s achieved, and the machine's own dense-convolution throughput
-measured in the same run, so that the model's speed is also a fraction of what this machine can do.
+measured in the same run, so that the model's speed is also a fraction of what this machine can do; and
+the same for the convolutions alone (the heavy layers), timed with the PyTorch profiler on CPU.
 
 FLOPs count a multiply-add as 2 FLOPs (the flop_counter convention); the custom AdaCoF operator is not a
 convolution and is not counted.
@@ -65,6 +66,12 @@ class BenchResult:
     achieved_gflops_per_s: float
     machine_conv_gflops_per_s: float
     fraction_of_machine: float
+    # The model's heavy layers alone: convolution FLOPs per frame, the time spent in them (profiled, CPU
+    # only), their throughput and its fraction of the machine's dense-convolution throughput.
+    conv_gflops_per_frame: float
+    conv_seconds_per_frame: float | None
+    conv_gflops_per_s: float | None
+    conv_fraction_of_machine: float | None
     pipeline_fps: float | None
     decode_seconds_per_frame: float | None
     encode_seconds_per_frame: float | None
@@ -93,8 +100,9 @@ def _peak_rss_mb() -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
-def count_flops(interp: Interpolator, width: int, height: int) -> float:
-    """FLOPs of one interpolated frame (padded size, as the model really runs), counted on the CPU."""
+def count_flops(interp: Interpolator, width: int, height: int) -> tuple[float, float]:
+    """FLOPs of one interpolated frame (padded size, as the model really runs), counted on the CPU: (all,
+    convolutions only)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model = interp.model
@@ -103,7 +111,25 @@ def count_flops(interp: Interpolator, width: int, height: int) -> float:
     with torch.inference_mode(), counter:
         model.to("cpu")(*frames.unbind(1))
     model.to(interp.device)
-    return float(counter.get_total_flops())
+    per_op = counter.get_flop_counts().get("Global", {})
+    conv = sum(n for op, n in per_op.items() if "convolution" in str(op))
+    return float(counter.get_total_flops()), float(conv)
+
+
+def conv_seconds(interp: Interpolator, width: int, height: int) -> float | None:
+    """Seconds of one interpolated frame spent inside convolutions (CPU: profiled; None on other devices).
+
+    Every convolution, whatever its backend, runs through one `aten::convolution` call; its total time
+    includes the backend kernel and any layout or precision conversion of its inputs.
+    """
+    if interp.device.type != "cpu":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    window = torch.rand(1, 4, 3, height, width, generator=torch.Generator().manual_seed(0))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        interp(window)
+    return sum(e.cpu_time_total for e in prof.key_averages() if e.key == "aten::convolution") / 1e6
 
 
 def machine_conv_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 1.5) -> float:
@@ -192,7 +218,7 @@ def time_pipeline(interp: Interpolator, video: Path, work: Path) -> dict[str, fl
 
 def run_bench(
     weights: str | None,
-    arch: str,
+    arch: str | None,
     size: tuple[int, int],
     device: str = "auto",
     precision: str = "auto",
@@ -203,17 +229,17 @@ def run_bench(
     progress: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Measure everything `vfi-mini bench` reports (see the module docstring)."""
-    from .models import build_model
-    from .weights import load_model
+    from .models import build_model, resolve_arch
+    from .weights import default_weights, load_model
 
     say = progress or (lambda msg: None)
-    if weights:
-        model, ckpt = load_model(weights)
-        label = str(ckpt.path)
-    else:
-        # Speed does not depend on the values of the weights: a random initialisation is enough.
+    if arch:
+        # Speed depends on the architecture, not on the values of the weights: a random initialisation.
         torch.manual_seed(0)
-        model, label = build_model(arch), f"random {arch}"
+        model, label = build_model(resolve_arch(arch)), f"random {arch}"
+    else:  # what `double` runs: the given or the bundled default weights
+        model, ckpt = load_model(weights or default_weights())
+        label = str(ckpt.path)
     interp = Interpolator(model, device=device, precision=precision, threads=threads)
     width, height = size
     dev = interp.device
@@ -223,7 +249,9 @@ def run_bench(
     times = time_model(interp, width, height, runs)
     median = statistics.median(times)
     say("counting FLOPs")
-    flops = count_flops(interp, width, height)
+    flops, conv_flops = count_flops(interp, width, height)
+    say("profiling the convolutions")
+    conv_s = conv_seconds(interp, width, height)
     say("measuring the machine's convolution throughput")
     machine = machine_conv_gflops(dev, interp.dtype)
     pipe = None
@@ -248,6 +276,10 @@ def run_bench(
         achieved_gflops_per_s=achieved,
         machine_conv_gflops_per_s=machine,
         fraction_of_machine=achieved / machine if machine else 0.0,
+        conv_gflops_per_frame=conv_flops / 1e9,
+        conv_seconds_per_frame=conv_s,
+        conv_gflops_per_s=conv_flops / conv_s / 1e9 if conv_s else None,
+        conv_fraction_of_machine=conv_flops / conv_s / 1e9 / machine if conv_s and machine else None,
         pipeline_fps=pipe["pipeline_fps"] if pipe else None,
         decode_seconds_per_frame=pipe["decode"] if pipe else None,
         encode_seconds_per_frame=pipe["encode"] if pipe else None,

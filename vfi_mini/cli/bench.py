@@ -10,8 +10,11 @@ from ._common import echo_json, handle_errors, setup_logging
 
 @cli.command()
 @click.option("--size", default="480p", show_default=True, help="480p (854x480), 720p, 1080p, 2160p or WxH.")
-@click.option("-w", "--weights", metavar="FILE", help="Weights to time (default: a random initialisation of --arch).")
-@click.option("--arch", default="stmfnet-mini", show_default=True, help="Architecture when no --weights is given.")
+@click.option("-w", "--weights", metavar="FILE", help="Weights to time (default: the bundled default weights).")
+@click.option(
+    "--arch",
+    help="Time a random initialisation of this architecture (preset name or JSON) instead of weights.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option(
     "--precision",
@@ -48,7 +51,7 @@ from ._common import echo_json, handle_errors, setup_logging
 def bench(
     size: str,
     weights: str | None,
-    arch: str,
+    arch: str | None,
     device: str,
     precision: str,
     threads: int | None,
@@ -61,6 +64,8 @@ def bench(
     """Time the model and the whole `double` pipeline, and compare with this machine's conv throughput."""
     from ..bench import parse_size, run_bench
 
+    if weights and arch:
+        raise click.UsageError("give --weights or --arch, not both")
     setup_logging(quiet)
     say = None if quiet else (lambda msg: click.echo(f"vfi-mini bench: {msg}", err=True))
     r = run_bench(
@@ -86,6 +91,11 @@ def bench(
         f"  compute: {r.gflops_per_frame:.1f} GFLOP per frame, {r.achieved_gflops_per_s:.1f} GFLOP/s achieved, "
         f"machine conv {r.machine_conv_gflops_per_s:.1f} GFLOP/s ({100 * r.fraction_of_machine:.0f}%)"
     )
+    if r.conv_gflops_per_s is not None and r.conv_fraction_of_machine is not None:
+        click.echo(
+            f"  convolutions: {r.conv_gflops_per_frame:.1f} GFLOP in {r.conv_seconds_per_frame:.3f} s per frame, "
+            f"{r.conv_gflops_per_s:.1f} GFLOP/s ({100 * r.conv_fraction_of_machine:.0f}% of the machine)"
+        )
     if r.pipeline_fps is not None:
         click.echo(
             f"  pipeline: {r.pipeline_fps:.2f} output fps over {r.pipeline_frames} frames; decode "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import PRESET_PARAMS, PRESETS, STMFNetConfig
+from .config import PRESET_PARAMS, PRESETS, STMFNetConfig, resolve_arch
 from .stmfnet import STMFNet
 
 
@@ -24,4 +24,4 @@ def count_parameters(model: STMFNet) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["PRESETS", "PRESET_PARAMS", "STMFNet", "STMFNetConfig", "build_model", "count_parameters"]
+__all__ = ["PRESETS", "PRESET_PARAMS", "STMFNet", "STMFNetConfig", "build_model", "count_parameters", "resolve_arch"]

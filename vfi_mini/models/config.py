@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -108,3 +111,21 @@ PRESETS: dict[str, STMFNetConfig] = {
 
 # Parameter counts from spec §5.1, checked by the tests.
 PRESET_PARAMS = {"stmfnet": 21_028_799, "stmfnet-mini": 1_822_162}
+
+
+def resolve_arch(arch: str) -> STMFNetConfig:
+    """A preset name or an architecture JSON file (a config, or {"config": ...} as `prune` writes it).
+
+    Raises:
+        UsageError: neither, or an invalid file.
+    """
+    if arch in PRESETS:
+        return PRESETS[arch]
+    p = Path(arch)
+    if not p.is_file():
+        raise UsageError(f"--arch {arch!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    try:
+        data = json.loads(p.read_text())
+        return STMFNetConfig.from_dict(data.get("config", data) if isinstance(data, dict) else data)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"architecture file {p} is invalid: {exc}") from exc
