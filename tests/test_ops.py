@@ -292,6 +292,20 @@ def test_adacof_floor_rounding_matches_loop_reference(gen, backend, k, d):
         torch.testing.assert_close(g.cpu().double(), ref, rtol=10 * tol, atol=10 * tol)
 
 
+@pytest.mark.parametrize("k,d", [(3, 2), (5, 1)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_adacof_floor_inference_path_matches_loop_reference(gen, k, d, dtype):
+    """Without autograd, floor rounding runs one grid_sample per tap: the same function, border included."""
+    inputs = adacof_inputs(gen, c=3, k=k, d=d, dtype=dtype)
+    inputs[2][0, 0, :2] = 1e3  # far outside the image: clamped to the border like the corner indices
+    inputs[3][-1, -1, -2:] = -1e3
+    with torch.no_grad():
+        got = adacof(*inputs, dilation=d, rounding="floor")
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    ref = adacof_loop_ref(*(t.double() for t in inputs), d, math.floor)
+    torch.testing.assert_close(got.double(), ref, rtol=tol, atol=tol)
+
+
 def test_adacof_floor_rounding_is_bilinear_sampling():
     """With floor, a tap at a fractional position interpolates its two neighbours (grid_sample's bilinear)."""
     image = torch.rand(1, 2, 6, 7, dtype=torch.float64)

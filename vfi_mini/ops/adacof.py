@@ -29,6 +29,7 @@ _CHUNK_ELEMENTS = {"cpu": 1 << 19}
 _CHUNK_ELEMENTS_DEFAULT = 1 << 25
 # Flat indices are formed in floating point (cheaper than int64 arithmetic) while that is exact.
 _FLOAT_INDEX_LIMIT = 1 << 24
+_GRID_CHUNK = 1 << 20  # samples per grid_sample call in the floor inference path
 
 
 def adacof(
@@ -76,8 +77,12 @@ def adacof(
         tensors = [t.to(torch.float32).contiguous() for t in (image, weight, alpha, beta)]
         return _cupy.adacof(*tensors, dilation, floor).to(out_dtype)
     # .to()/.contiguous() are no-ops for float32 NCHW inputs; channels_last and half inputs are copied.
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (image, weight, alpha, beta))
+    if floor and not grad:
+        # Maps in any layout and float dtype (channels-last bf16 from the heads): no conversion copies.
+        return _adacof_grid_sample(image.to(dtype).contiguous(), weight, alpha, beta, dilation).to(out_dtype)
     image, weight, alpha, beta = (t.to(dtype).contiguous() for t in (image, weight, alpha, beta))
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (image, weight, alpha, beta)):
+    if grad:
         out = _AdaCoFFunction.apply(image, weight, alpha, beta, dilation, floor)
     else:
         out = _adacof_forward(image, weight, alpha, beta, dilation, floor)
@@ -159,6 +164,49 @@ def _adacof_forward(image, weight, alpha, beta, dilation, floor=False) -> torch.
         # lerp with weights outside [0, 1] is the truncation extrapolation, in one pass per pair.
         tap = torch.lerp(torch.lerp(v00, v10, fa), torch.lerp(v01, v11, fa), fb)
         acc.addcmul_(tap, weight[:, t, y0:y1].reshape(b, 1, -1))
+    return out
+
+
+def _adacof_grid_sample(image, weight, alpha, beta, dilation) -> torch.Tensor:
+    """Forward for floor rounding, where every tap is plain bilinear sampling, through `grid_sample` (a
+    fused, vectorised kernel). Clamping the sample position to the image ("border") equals clamping each
+    corner index separately, so this is the same function as `_adacof_forward(..., floor=True)`.
+
+    The maps are read as (B, H, W, K*K): free for the channels-last maps the heads produce on CPU. Each
+    chunk of rows samples all taps of a pixel side by side (a grid of (B, R, W*K*K)) and reduces them with
+    the weights. The maps may be of a lower precision than `image`, whose dtype positions and sums use.
+    """
+    b, c, hp, wp = image.shape
+    kk, h, w = weight.shape[1:]
+    k = math.isqrt(kk)
+    w_t, a_t, b_t = (m.permute(0, 2, 3, 1).contiguous() for m in (weight, alpha, beta))  # (B, H, W, KK)
+    taps = torch.arange(kk, device=image.device)
+    # Sample position of tap t at pixel (i, j): (i + (t // k) * D + alpha, j + (t % k) * D + beta), in
+    # grid_sample's align_corners=True coordinates, where -1 / +1 are the centres of the first / last pixel.
+    sy, sx = 2.0 / max(hp - 1, 1), 2.0 / max(wp - 1, 1)
+    tap_y = ((taps // k) * dilation).to(image.dtype)
+    tap_x = ((taps % k) * dilation).to(image.dtype)
+    xs = (torch.arange(w, device=image.device, dtype=image.dtype).view(w, 1) + tap_x).mul_(sx).sub_(1.0)  # (W, KK)
+    out = image.new_empty(b, c, h, w)
+    # grid_sample runs its batch items in parallel, one thread each: with a single frame, the rows of a
+    # chunk are split into `parts` batch items that sample the same (expanded, not copied) image.
+    parts = torch.get_num_threads() if b == 1 and image.device.type == "cpu" else 1
+    rows = parts * max(1, _GRID_CHUNK // (b * w * kk * parts))
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        n = y1 - y0
+        p = parts if n % parts == 0 else 1
+        ys = (torch.arange(y0, y1, device=image.device, dtype=image.dtype).view(-1, 1, 1) + tap_y).mul_(sy).sub_(1.0)
+        gx = (b_t[:, y0:y1].to(image.dtype) * sx).add_(xs)  # (B, R, W, KK); never in place on the maps
+        gy = (a_t[:, y0:y1].to(image.dtype) * sy).add_(ys)
+        grid = torch.stack((gx, gy), dim=-1).view(b * p, n // p, w * kk, 2)
+        source = image.expand(p, c, hp, wp) if p > 1 else image
+        samples = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        taps_w = w_t[:, y0:y1].reshape(b * p, 1, n // p, w, kk)
+        mixed = samples.view(b * p, c, n // p, w, kk).mul_(taps_w).sum(-1)  # (B*P, C, R/P, W)
+        if p > 1:  # (P, C, R/P, W) -> (C, R, W)
+            mixed = mixed.transpose(0, 1).reshape(1, c, n, w)
+        out[:, :, y0:y1] = mixed
     return out
 
 
