@@ -272,3 +272,16 @@ def test_tenet_frames_in_batch_matches_the_5d_reference(train, kernels, layout, 
     grads_ref = torch.autograd.grad(y_ref, [x_ref, *ref_net.parameters()], g)
     for a, b in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_channel_softmax_keeps_channels_last_and_equals_softmax():
+    """The Weight heads' softmax: the function of nn.Softmax(dim=1), without a layout copy for channels-last."""
+    from vfi_mini.models.kernels import ChannelSoftmax
+
+    x = torch.randn(2, 25, 6, 7, dtype=torch.float64)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    out = ChannelSoftmax()(cl)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, torch.softmax(x, dim=1))
+    torch.testing.assert_close(ChannelSoftmax()(x), torch.softmax(x, dim=1))
+    assert isinstance(build_model(PRESETS["stmfnet-mini"]).get_kernel.moduleWeight1_us[-1], ChannelSoftmax)
