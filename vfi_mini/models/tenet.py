@@ -58,11 +58,19 @@ class ConvTranspose3d(nn.ConvTranspose3d):
         shifts = tuple(pt - k for k in range(kt))
         weight = self.weight.permute(2, 0, 1, 3, 4).flatten(0, 1)  # (kt*I, O, kh, kw), tap-major
         stacked = _shifted_stack(x, shifts)
-        if self.stride[1:] == (2, 2) and self.kernel_size[1:] == (4, 4) and self.padding[1:] == (1, 1):
+        spatial = (self.kernel_size[1:], self.stride[1:], self.padding[1:], self.output_padding[1:], self.dilation[1:])
+        if spatial == ((4, 4), (2, 2), (1, 1), (0, 0), (1, 1)):
             y = _conv_transpose2d_x2(stacked, weight, self.bias)
         else:
             y = F.conv_transpose2d(
-                stacked, weight, self.bias, self.stride[1:], self.padding[1:], self.output_padding[1:], 1
+                stacked,
+                weight,
+                self.bias,
+                self.stride[1:],
+                self.padding[1:],
+                self.output_padding[1:],
+                1,
+                self.dilation[1:],
             )
         return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
