@@ -564,13 +564,10 @@ def train(
         model.load_state_dict(init_model.state_dict())
     if cfg.finetune_flow and arch.flow:
         model.flow_estimator.requires_grad_(True)
-    if cfg.stage == "synthesis":
-        model.feature_extractor.requires_grad_(False)
-        model.get_kernel.requires_grad_(False)
     model.to(device).train()
-    if cfg.stage == "synthesis":  # frozen, batch-norm statistics included
-        model.feature_extractor.eval()
-        model.get_kernel.eval()
+    if cfg.stage == "synthesis":  # the motion path frozen, batch-norm statistics included
+        for part in (model.feature_extractor, model.get_kernel):
+            part.requires_grad_(False).eval()
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
         to_channels_last(model)
