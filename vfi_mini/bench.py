@@ -104,9 +104,9 @@ def count_flops(interp: Interpolator, width: int, height: int) -> tuple[float, f
     """FLOPs of one interpolated frame (padded size, as the model really runs), counted on the CPU: (all,
     convolutions only).
 
-    Counted in bf16 autocast when the model runs in bf16, so that each layer is counted in the form it
-    runs in (in fp32 on CPU, TENet's stride-2 transposed convolutions run as sub-pixel 3x3 convolutions
-    whose zero taps count: about 9 % more FLOPs than the model's arithmetic).
+    Counted in the layout and (bf16 autocast) precision the model runs in, so each layer is counted in the
+    form it runs in: TENet's stride-2 transposed convolutions run as sub-pixel 3x3 convolutions whose zero
+    taps count (about 9 % more FLOPs than the model's arithmetic at 854x480).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
