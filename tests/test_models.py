@@ -208,3 +208,100 @@ def test_channel_softmax_keeps_channels_last_and_equals_softmax():
     torch.testing.assert_close(out, torch.softmax(x, dim=1))
     torch.testing.assert_close(ChannelSoftmax()(x), torch.softmax(x, dim=1))
     assert isinstance(build_model(PRESETS["stmfnet-mini"]).get_kernel.moduleWeight1_us[-1], ChannelSoftmax)
+
+
+def _tenet_reference(net, x):
+    """TENet's forward on (B, C, T, H, W) clips through PyTorch's own 3-D layers, as in FLAVR."""
+    from vfi_mini.models.tenet import SEGating
+
+    nn = torch.nn
+
+    def run(layers, x):
+        for m in layers:
+            if isinstance(m, nn.ConvTranspose3d):
+                x = nn.ConvTranspose3d.forward(m, x)
+            elif isinstance(m, nn.Conv3d):
+                x = nn.Conv3d.forward(m, x)
+            elif isinstance(m, SEGating):
+                x = x * torch.sigmoid(nn.Conv3d.forward(m.attn_layer[0], x.mean(dim=(2, 3, 4), keepdim=True)))
+            else:
+                x = m(x)  # BatchNorm3d, ReLU
+        return x
+
+    def block(blk, x):
+        out = run([blk.fg], run(blk.conv2, run(blk.conv1, x)))
+        return torch.relu(out + (x if blk.downsample is None else run(blk.downsample, x)))
+
+    e = net.encoder
+    skips = [run(e.stem, x)]
+    for layer in (e.layer1, e.layer2, e.layer3, e.layer4):
+        skips.append(block(layer[1], block(layer[0], skips[-1])))
+    x0, x1, x2, x3, x4 = skips
+    lrelu = nn.functional.leaky_relu
+    d = torch.cat([lrelu(run(net.decoder[0].conv, x4), 0.2), x3], dim=1)
+    d = torch.cat([lrelu(run(net.decoder[1].upconv, d), 0.2), x2], dim=1)
+    d = torch.cat([lrelu(run(net.decoder[2].upconv, d), 0.2), x1], dim=1)
+    d = torch.cat([lrelu(run(net.decoder[3].conv, d), 0.2), x0], dim=1)
+    d = lrelu(run(net.decoder[4].upconv, d), 0.2)
+    d = torch.cat(torch.unbind(d, dim=2), dim=1)
+    return net.outconv(lrelu(net.feature_fuse(d), 0.2))
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("kernels", ["stack", "3d"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d], ids=["ncdhw", "cl3d"])
+def test_tenet_frames_in_batch_matches_the_5d_reference(train, kernels, layout, monkeypatch):
+    """UNet3d18 keeps frames in batch (B*T, C, H, W) and runs 3-D layers as 2-D stacks or 3-D kernels on a
+    view: the same outputs, batch-norm statistics and gradients as PyTorch's 3-D layers on (B, C, T, H, W)."""
+    import copy
+
+    from vfi_mini.models import tenet
+
+    if kernels == "3d":  # float64 takes the 2-D stack otherwise; this runs the 3-D path on any dtype
+        monkeypatch.setattr(tenet, "_use_3d_kernels", lambda x: True)
+    torch.manual_seed(0)
+    net = build_model("stmfnet-mini").dyntex_generator.double().train(train)
+    for p in net.parameters():
+        p.data.normal_(0, 0.2)
+    for name, buf in net.named_buffers():
+        if name.endswith("running_mean"):
+            buf.normal_(0, 0.1)
+        elif name.endswith("running_var"):
+            buf.uniform_(0.5, 1.5)
+    ref_net = copy.deepcopy(net)
+    x = torch.randn(2, 3, 5, 32, 48, dtype=torch.float64).contiguous(memory_format=layout)
+    x_ref = x.detach().clone().requires_grad_()
+    x = x.requires_grad_()
+
+    y, y_ref = net(x), _tenet_reference(ref_net, x_ref)
+    assert y.shape == (2, 3, 32, 48)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    for (name, a), b in zip(net.named_buffers(), ref_net.buffers(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=name)
+    if train:
+        assert int(net.encoder.stem[1].num_batches_tracked) == 1
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, *net.parameters()], g)
+    grads_ref = torch.autograd.grad(y_ref, [x_ref, *ref_net.parameters()], g)
+    for a, b in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_strided_1x1_temporal_conv_subsamples_first():
+    """The downsample's strided 1x1x1 convolution runs as a subsample and a stride-1 convolution (PyTorch's
+    CPU backward of strided 1x1 convolutions of channels-last input corrupts the heap with 2+ threads):
+    the same output and gradients as PyTorch's strided 3-D convolution."""
+    from vfi_mini.models.tenet import Conv3d
+
+    torch.manual_seed(0)
+    conv = Conv3d(4, 6, 1, (1, 2, 2), bias=False).double()
+    x = torch.randn(2 * 5, 4, 9, 12, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = conv.frames(x, 5)
+    clips = x.detach().unflatten(0, (2, 5)).transpose(1, 2).requires_grad_()
+    y_ref = torch.nn.Conv3d.forward(conv, clips).transpose(1, 2).flatten(0, 1)
+    torch.testing.assert_close(y, y_ref)
+    g = torch.randn_like(y)
+    torch.testing.assert_close(
+        torch.autograd.grad(y, x, g)[0], torch.autograd.grad(y_ref, clips, g)[0].transpose(1, 2).flatten(0, 1)
+    )
