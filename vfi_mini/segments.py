@@ -391,6 +391,7 @@ class _Job:
     total: int | None = None
     progress: Callable[[int, int | None], None] | None = None
     converted: list[int] = field(default_factory=list)
+    hwaccel: str | None = None  # hardware device type to decode on (`decode_frames`)
 
 
 def _convert_segment(job: _Job, segment: Segment) -> dict[str, Any]:
@@ -416,7 +417,10 @@ def _convert_segment(job: _Job, segment: Segment) -> dict[str, Any]:
     def source() -> Iterator[Frame]:
         after = 0
         prev: Fraction | None = None
-        for f in decode_frames(job.src, job.info, strict=job.strict, report=decoded, start=segment.context_start):
+        frames = decode_frames(
+            job.src, job.info, strict=job.strict, report=decoded, start=segment.context_start, hwaccel=job.hwaccel
+        )
+        for f in frames:
             if segment.end is not None and f.time >= segment.end:
                 if after == CONTEXT_FRAMES:
                     return
@@ -494,6 +498,7 @@ def _convert_segment(job: _Job, segment: Segment) -> dict[str, Any]:
         "last_step": _text(own["last_step"]),
         "cuts": cuts,
         "damaged_frames": decoded.broken,
+        "hwaccel": decoded.hwaccel,
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_json_atomic(job.work / (_part_name(segment.index, "") + ".json"), record)
@@ -562,8 +567,10 @@ def double_segmented(
     shard: Shard | None = None,
     model_key: str = "",
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    hwaccel: str | None = None,
 ) -> Any:
-    """`vfi_mini.pipeline.double_video` in segments (see the module docstring); called by it.
+    """`vfi_mini.pipeline.double_video` in segments (see the module docstring); called by it. `hwaccel`: the
+    hardware device type to decode on (`decode_frames`), None for software.
 
     Returns:
         A `DoubleResult` with `segments` filled in. On a rank other than 0, it describes the segments this
@@ -643,6 +650,7 @@ def double_segmented(
         done_frames=sum(r["output_frames"] for r in records.values()),
         total=total,
         progress=progress,
+        hwaccel=hwaccel,
     )
     todo = [s for s in segments if shard.mine(s.index) and s.index not in records]
     if reused:
@@ -697,6 +705,7 @@ def double_segmented(
             scene_threshold=scene_threshold,
             scene_cuts=cuts,
             segments=info_segments,
+            hwaccel=next((r["hwaccel"] for r in mine if r.get("hwaccel", "none") != "none"), "none"),
         )
 
     if shard.rank != 0:

@@ -21,11 +21,20 @@ Conventions:
   interleaving queue. Audio is copied packet for packet when the output container accepts the codec,
   otherwise re-encoded (AAC, or the container's default audio codec) with a warning naming the stream.
   Subtitles and attachments are copied where the container accepts them, else dropped with a warning.
+- Hardware decoding (`decode_frames(hwaccel="cuda")`, NVDEC) is optional and changes nothing downstream:
+  frames are copied back to memory in the decoder's own layout (nv12, p010, p016, yuv444p16, ...), and
+  `_ToRgb` converts those with the stream's matrix and range to the very same RGB as the software-decoded
+  format (the tests check this sample for sample on those layouts made from real clips). Codecs and
+  profiles the device cannot decode (ProRes, 4:2:2 H.264, AV1 read by libdav1d, ...) are decoded in
+  software. `probe_video` always decodes in software. Hardware encoders (``h264_nvenc``, ...) are chosen by
+  name like any other encoder; one that does not open is a `BackendUnavailable` with FFmpeg's reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import io
 import itertools
 import logging
@@ -39,10 +48,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import av
+import av.logging
 import numpy as np
+from av.codec.hwaccel import HWAccel, hwdevices_available
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
-from ..errors import InputError, ProcessingError, UsageError
+from ..errors import BackendUnavailable, InputError, ProcessingError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +125,86 @@ _STALE_TAGS = {
 
 _IDENTITY_MATRIX = (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
 
+# Hardware device types `decode_frames` can decode on -> the pixel format a decoder reports while it
+# decodes on that device (its frames are then copied back to memory).
+HW_DEVICE_PIX_FMTS = {"cuda": "cuda"}
+# Decoders tried, in order, to open a hardware device without an input file.
+_HW_PROBE_DECODERS = ("h264", "hevc", "av1", "vp9", "mpeg2video")
+# FFmpeg names its hardware encoders after the API they use: they need a GPU (and its driver) to open.
+_HW_ENCODER_SUFFIXES = ("_nvenc", "_qsv", "_vaapi", "_amf", "_videotoolbox", "_v4l2m2m", "_vulkan", "_mf", "_d3d12va")
+
 
 def _ffmpeg_message(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
+
+
+def _ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's own error line behind `exc` when PyAV kept it (see `_ffmpeg_error_lines`), else its message.
+
+    For hardware failures the error code alone says little ("Operation not permitted"); the line says why
+    ("Cannot load libcuda.so.1").
+    """
+    line = getattr(exc, "log", None)
+    if isinstance(line, tuple) and len(line) == 3 and str(line[2]).strip():
+        return str(line[2]).strip()
+    return _ffmpeg_message(exc)
+
+
+@contextlib.contextmanager
+def _ffmpeg_error_lines() -> Iterator[None]:
+    """Let PyAV attach FFmpeg's last error line to the exceptions raised meanwhile (``exc.log``).
+
+    PyAV drops FFmpeg's log unless a level is set; at PANIC, error lines are still recorded for its
+    exceptions but nothing is printed. A level set by the application is left alone.
+    """
+    level = av.logging.get_level()
+    if level is None:
+        av.logging.set_level(av.logging.PANIC)
+    try:
+        yield
+    finally:
+        if level is None:
+            av.logging.set_level(None)
+
+
+def is_hw_encoder(codec: str) -> bool:
+    """Whether `codec` names a hardware encoder (``h264_nvenc``, ``hevc_vaapi``, ...)."""
+    return codec.endswith(_HW_ENCODER_SUFFIXES)
+
+
+def hw_decodes(codec: str, device_type: str) -> bool:
+    """Whether FFmpeg's `codec` decoder (a decoder name, as in `VideoInfo.codec`) can decode on `device_type`.
+
+    Only the decoder FFmpeg picks for a stream counts: AV1 is read by libdav1d where the build has it, and
+    libdav1d has no hardware path.
+    """
+    try:
+        configs = av.Codec(codec, "r").hardware_configs
+    except (ValueError, av.FFmpegError):  # no such decoder
+        return False
+    return any(c.device_type.name == device_type and c.is_supported for c in configs or ())
+
+
+@functools.cache
+def hw_device_problem(device_type: str) -> str | None:
+    """Why video cannot be decoded on a `device_type` device (``"cuda"``) here, or None when one opens.
+
+    Opens and closes the device as a decoder would, which is what fails without the GPU or its driver.
+    Cached: the answer does not change while the process runs.
+    """
+    if device_type not in HW_DEVICE_PIX_FMTS:
+        return f"vfi-mini decodes on cuda devices only, not {device_type}"
+    if device_type not in hwdevices_available():
+        return f"the FFmpeg {av.ffmpeg_version_info} that PyAV loads was built without {device_type} support"
+    decoder = next((name for name in _HW_PROBE_DECODERS if hw_decodes(name, device_type)), None)
+    if decoder is None:
+        return f"the FFmpeg {av.ffmpeg_version_info} that PyAV loads has no {device_type} decoders"
+    try:
+        with _ffmpeg_error_lines():
+            HWAccel(device_type=device_type).create(av.Codec(decoder, "r"))  # freed again at once
+    except (av.FFmpegError, NotImplementedError) as exc:
+        return f"no {device_type} device can be opened ({_ffmpeg_reason(exc)})"
+    return None
 
 
 def write_error_message(path: str | Path, exc: BaseException, doing: str = "writing") -> str:
@@ -289,6 +377,38 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
+def hwaccel_settings(device_type: str) -> HWAccel:
+    """PyAV's hardware decoding settings for `device_type` (``"cuda"``): the default device, frames copied
+    back to memory, and software decoding for what the device cannot decode."""
+    return HWAccel(device_type=device_type, allow_software_fallback=True)
+
+
+def _open_for_decoding(path: Path, hwaccel: str | None) -> av.container.InputContainer:
+    """`_open_input`, with the video decoders set up to decode on a `hwaccel` device (``"cuda"``) if given.
+
+    Raises:
+        InputError: as `_open_input`.
+        BackendUnavailable: the device cannot be opened.
+    """
+    if hwaccel is None:
+        return _open_input(path)
+    try:
+        with _ffmpeg_error_lines():
+            return av.open(str(path), mode="r", metadata_errors="replace", hwaccel=hwaccel_settings(hwaccel))
+    except (av.FFmpegError, OSError) as exc:
+        _open_input(path).close()  # the file's own problems come first
+        raise BackendUnavailable(
+            f"--hwaccel {hwaccel}: cannot set up decoding of {path} on the {hwaccel} device ({_ffmpeg_reason(exc)})"
+        ) from exc
+
+
+def _decodes_on_device(stream: av.video.stream.VideoStream, device_type: str) -> bool:
+    """Whether `stream`'s decoder is decoding on the device; asked after its first frame, when the decoder
+    has chosen between the device's pixel format and software decoding."""
+    ctx = stream.codec_context
+    return bool(ctx.is_hwaccel) and ctx.pix_fmt == HW_DEVICE_PIX_FMTS.get(device_type)
+
+
 def _pick_video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
     streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not streams:
@@ -455,11 +575,14 @@ class DecodeReport:
         frames: frames decoded and passed on.
         broken: damaged frames skipped: packets the decoder rejected plus frames it marked corrupt.
         truncated: reading stopped early at a part of the file that cannot be demuxed.
+        hwaccel: where the frames were decoded: a hardware device type (``"cuda"``), or ``"none"`` for
+            software.
     """
 
     frames: int = 0
     broken: int = 0
     truncated: bool = False
+    hwaccel: str = "none"
 
     @property
     def damaged(self) -> bool:
@@ -474,11 +597,13 @@ def _decode(
     strict: bool = False,
     report: DecodeReport | None = None,
     warn: bool = True,
+    hwaccel: str | None = None,
 ) -> Iterator[av.VideoFrame]:
     """Frames in presentation order. A packet the decoder rejects, or a frame it marks corrupt, is skipped
     (as ffmpeg does for the former); a file that cannot be read any further ends the stream. One warning
     at the end counts what was lost. The surviving frames keep their own timestamps, so the gaps are
-    interpolated over and the timing stays right.
+    interpolated over and the timing stays right. With `hwaccel` (the container was opened for it), the
+    first frame tells `report` whether the device or software decodes.
 
     Raises:
         InputError: with `strict`, at the first damaged packet or frame.
@@ -491,6 +616,7 @@ def _decode(
         raise InputError(f"{path}: {what}{where}{detail}; without --strict, damaged frames are skipped")
 
     tb = Fraction(stream.time_base) if stream.time_base else None
+    asked = False  # whether the decoder was asked where it decodes (at the first frame)
     try:
         for packet in container.demux(stream):
             try:
@@ -508,6 +634,12 @@ def _decode(
                     report.broken += 1
                     continue
                 report.frames += 1
+                if hwaccel is not None and not asked:
+                    asked = True
+                    on_device = _decodes_on_device(stream, hwaccel)
+                    report.hwaccel = hwaccel if on_device else "none"
+                    if not on_device:
+                        log.info("%s: the %s device cannot decode this stream; decoding in software", path, hwaccel)
                 yield frame
     except av.FFmpegError as exc:
         if strict:
@@ -581,6 +713,7 @@ def decode_frames(
     strict: bool = False,
     report: DecodeReport | None = None,
     start: Fraction | None = None,
+    hwaccel: str | None = None,
 ) -> Iterator[DecodedFrame]:
     """Decode the video stream of `path` to RGB frames, in presentation order.
 
@@ -598,27 +731,31 @@ def decode_frames(
         start: begin at the frame at this time (seconds): seek to the keyframe before it and decode from
             there, dropping the frames before `start`. A seek that lands after `start` (an inexact index)
             is retried further back, then replaced by reading from the beginning.
+        hwaccel: decode on this hardware device type (``"cuda"``: NVDEC) where it can decode the stream,
+            in software otherwise; `report` tells which (see the module docstring). None: software.
 
     Yields:
         `DecodedFrame` objects.
 
     Raises:
         InputError: the file cannot be opened; with `strict`, damaged or missing frames.
+        BackendUnavailable: the `hwaccel` device cannot be opened.
     """
     path = Path(path)
     info = info or probe_video(path)
     report = report if report is not None else DecodeReport()
     if start is None:
-        container = _open_input(path)
+        container = _open_for_decoding(path, hwaccel)
         try:
             stream = container.streams[info.stream_index]
             stream.codec_context.thread_type = "AUTO"
-            yield from _timed(_decode(container, stream, path, strict=strict, report=report), info, strict, report)
+            decoded = _decode(container, stream, path, strict=strict, report=report, hwaccel=hwaccel)
+            yield from _timed(decoded, info, strict, report)
         finally:
             container.close()
         return
     for back in (Fraction(0), Fraction(1), Fraction(10), Fraction(60), None):  # None: from the beginning
-        container = _open_input(path)
+        container = _open_for_decoding(path, hwaccel)
         try:
             stream = container.streams[info.stream_index]
             stream.codec_context.thread_type = "AUTO"
@@ -629,7 +766,8 @@ def decode_frames(
                 except av.FFmpegError:
                     continue
             attempt = DecodeReport()
-            frames = _timed(_decode(container, stream, path, strict=strict, report=attempt), info, False, attempt)
+            decoded = _decode(container, stream, path, strict=strict, report=attempt, hwaccel=hwaccel)
+            frames = _timed(decoded, info, False, attempt)
             first = next(frames, None)
             if first is not None and first.time > start and back is not None:
                 continue  # the seek landed after `start`: some frames would be missing
@@ -639,6 +777,7 @@ def decode_frames(
                         yield frame
             finally:
                 report.frames, report.broken, report.truncated = attempt.frames, attempt.broken, attempt.truncated
+                report.hwaccel = attempt.hwaccel
             return
         finally:
             container.close()
@@ -824,6 +963,11 @@ def _codec_formats(codec: str) -> list[str]:
     try:
         formats = av.Codec(codec, "w").video_formats
     except (ValueError, av.FFmpegError) as exc:  # UnknownCodecError is a ValueError
+        if is_hw_encoder(codec):
+            raise BackendUnavailable(
+                f"the FFmpeg {av.ffmpeg_version_info} that PyAV loads has no {codec} hardware encoder; "
+                "use a software encoder such as libx264"
+            ) from exc
         raise UsageError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9 or ffv1)") from exc
     return [f.name for f in formats] if formats else []
 
@@ -1102,8 +1246,15 @@ class VideoWriter:
             stream.set_display_matrix(list(src.display_matrix))
         stream.metadata.update(self._video_tags)
         try:
-            ctx.open()
+            with _ffmpeg_error_lines():
+                ctx.open()
         except (av.FFmpegError, ValueError) as exc:
+            if is_hw_encoder(codec):
+                raise BackendUnavailable(
+                    f"cannot open the {codec} hardware encoder with {self.pix_fmt} {src.width}x{src.height} and "
+                    f"options {options} ({_ffmpeg_reason(exc)}); it needs a GPU and driver that support it "
+                    "(or use a software encoder such as libx264)"
+                ) from exc
             raise UsageError(
                 f"cannot open the {codec} encoder with {self.pix_fmt} {src.width}x{src.height} "
                 f"and options {options} ({_ffmpeg_message(exc)})"
