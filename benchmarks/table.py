@@ -25,8 +25,11 @@ def main(path: str) -> None:
             v = r.get(key)
             return "" if v is None else f"{v * scale:.{digits}f}"
 
+        # Runs with several windows per model call or CUDA graphs say so next to the precision.
+        precision = r["precision"] + (f", batch {r['batch']}" if r.get("batch", 1) != 1 else "")
+        precision += ", CUDA graphs" if r.get("cuda_graphs") else ""
         print(
-            f"| {r['width']}x{r['height']} | {r['device']} | {r['precision']} | {r['threads']} "
+            f"| {r['width']}x{r['height']} | {r['device']} | {precision} | {r['threads']} "
             f"| {f('model_seconds_per_frame', digits=3)} | {f('pipeline_fps')} "
             f"| {f('decode_seconds_per_frame', 1000, 1)} | {f('encode_seconds_per_frame', 1000, 1)} "
             f"| {f('gflops_per_frame', digits=1)} | {f('achieved_gflops_per_s', digits=1)} "

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 from torch import nn
@@ -323,3 +325,100 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch):
         assert interp_mod.resolve_precision("fp32", cpu) == "fp32"
         interp = Interpolator(Pointwise(), device="cpu")  # the default is auto
         assert interp.precision == expected and interp.dtype == interp_mod.PRECISIONS[expected]
+
+
+# --- batches, pinned host memory and CUDA graphs ------------------------------------------------------------
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def test_a_batch_of_windows_matches_one_window_at_a_time():
+    torch.manual_seed(0)
+    interp = Interpolator(build_model(TINY), device="cpu", precision="fp32")
+    windows = torch.rand(3, 4, 3, 40, 60)
+    one_by_one = torch.cat([interp(w[None]) for w in windows])
+    torch.testing.assert_close(interp(windows), one_by_one, rtol=0, atol=1e-5)
+
+
+def test_cuda_graphs_need_a_cuda_device():
+    with pytest.raises(UsageError, match="CUDA graphs"):
+        Interpolator(Pointwise(), device="cpu", cuda_graphs=True)
+
+
+def test_a_failed_graph_capture_warns_once_and_runs_eagerly(monkeypatch, caplog):
+    """Simulated on any machine: graphs switched on after construction, and the first CUDA step of the
+    capture raises."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("capture not supported (test)")
+
+    window = torch.rand(2, 4, 3, 40, 60)
+    ref = Interpolator(Pointwise(), device="cpu")(window)
+    interp = Interpolator(Pointwise(), device="cpu")
+    interp.cuda_graphs = True
+    monkeypatch.setattr(torch.cuda, "device", fail)
+    with caplog.at_level(logging.WARNING, logger="vfi_mini"):
+        outs = [interp(window), interp(window), interp(window[:1])]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "CUDA graph" in warnings[0] and "capture not supported" in warnings[0]
+    assert not interp.cuda_graphs and not interp._graphs
+    torch.testing.assert_close(outs[0], ref, rtol=0, atol=0)
+    torch.testing.assert_close(outs[1], ref, rtol=0, atol=0)
+    torch.testing.assert_close(outs[2], ref[:1], rtol=0, atol=0)
+
+
+def _cuda_model(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    return Pointwise() if kind == "pointwise" else Offset(build_model(TINY))
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("kind", ["pointwise", "stmfnet"])
+def test_cuda_graph_replay_matches_eager(kind, precision, caplog):
+    """Two windows of one shape (the second replays the graph of the first), a new shape (a second capture),
+    then the first shape again: every result equals the eager run's, and no capture fell back."""
+    model = _cuda_model(kind)
+    eager = Interpolator(model, device="cuda", precision=precision, tile=None)
+    graphed = Interpolator(model, device="cuda", precision=precision, tile=None, cuda_graphs=True)
+    captured: list[tuple[int, ...]] = []
+    capture = graphed._capture
+    graphed._capture = lambda x: captured.append(tuple(x.shape)) or capture(x)  # type: ignore[method-assign]
+    g = torch.Generator().manual_seed(1)
+    small, large = (2, 4, 3, 40, 60), (1, 4, 3, 72, 130)
+    windows = [torch.rand(shape, generator=g) for shape in (small, small, large, small)]
+    with caplog.at_level(logging.WARNING, logger="vfi_mini"):
+        for window in windows:
+            got, want = graphed(window), eager(window)
+            assert got.device.type == "cpu" and got.shape == want.shape
+            tol = 1e-5 if precision == "fp32" else 1e-3
+            torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    fallbacks = [r.getMessage() for r in caplog.records if "CUDA graph" in r.getMessage()]
+    assert not fallbacks, fallbacks
+    assert graphed.cuda_graphs and captured == [small, large] and set(graphed._graphs) == {small, large}
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_cuda_windows_go_through_pinned_memory():
+    """Results come back on the CPU, equal to the device result, and are not overwritten by later calls; the
+    staging buffer is pinned, kept for windows of the same shape and replaced when the shape changes."""
+    interp = Interpolator(_cuda_model("pointwise"), device="cuda", tile=None)
+    g = torch.Generator().manual_seed(2)
+    a, b, c = (
+        torch.rand(2, 4, 3, 40, 60, generator=g),
+        torch.rand(2, 4, 3, 40, 60, generator=g),
+        torch.rand(1, 4, 3, 50, 70, generator=g),
+    )
+    out_a = interp(a)
+    staging = interp._staging
+    assert staging is not None and staging.is_pinned() and out_a.device.type == "cpu"
+    kept = out_a.clone()
+    out_b = interp(b)
+    assert interp._staging is staging  # same shape: the buffer is reused
+    torch.testing.assert_close(out_a, kept, rtol=0, atol=0)
+    out_c = interp(c)
+    assert interp._staging is not staging and interp._staging.shape == c.shape
+    for window, out in ((a, out_a), (b, out_b), (c, out_c)):
+        torch.testing.assert_close(out, interp.interpolate(window).cpu(), rtol=0, atol=0)

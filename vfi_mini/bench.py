@@ -7,12 +7,16 @@ Reports the model's seconds per interpolated frame (median of several runs after
 measured in the same run, so that the model's speed is also a fraction of what this machine can do; and
 the same for the convolutions alone (the heavy layers), timed with the PyTorch profiler on CPU.
 
+With a batch of N windows per model call (``batch``), the model and the pipeline run N windows per call
+and every time is still given per interpolated frame (a call's time divided by N).
+
 FLOPs count a multiply-add as 2 FLOPs (the flop_counter convention); the custom AdaCoF operator is not a
 convolution and is not counted.
 """
 
 from __future__ import annotations
 
+import copy
 import resource
 import statistics
 import sys
@@ -60,6 +64,8 @@ class BenchResult:
     width: int
     height: int
     threads: int
+    batch: int  # windows per model call
+    cuda_graphs: bool  # CUDA graphs in use at the end (False after a failed capture)
     model_seconds_per_frame: float
     model_seconds_all: list[float]
     gflops_per_frame: float
@@ -110,21 +116,23 @@ def count_flops(interp: Interpolator, width: int, height: int) -> tuple[float, f
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = interp.model
+    # A CPU copy: moving the interpolator's own model would leave its captured CUDA graphs (which point at
+    # the parameters' memory) reading freed memory.
+    model = interp.model if interp.device.type == "cpu" else copy.deepcopy(interp.model).to("cpu")
     frames = pad_to_multiple(torch.zeros(4, 3, height, width), interp.multiple).unsqueeze(0)
     frames = [f.contiguous(memory_format=torch.channels_last) for f in frames.unbind(1)]  # as Interpolator
     counter = FlopCounterMode(display=False)
     bf16 = interp.dtype == torch.bfloat16
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), counter:
-        model.to("cpu")(*frames)
-    model.to(interp.device)
+        model(*frames)
     per_op = counter.get_flop_counts().get("Global", {})
     conv = sum(n for op, n in per_op.items() if "convolution" in str(op))
     return float(counter.get_total_flops()), float(conv)
 
 
-def conv_seconds(interp: Interpolator, width: int, height: int) -> float | None:
-    """Seconds of one interpolated frame spent inside convolutions (CPU: profiled; None on other devices).
+def conv_seconds(interp: Interpolator, width: int, height: int, batch: int = 1) -> float | None:
+    """Seconds of one interpolated frame spent inside convolutions (CPU: profiled on one call of `batch`
+    windows; None on other devices).
 
     Every convolution, whatever its backend, runs through one `aten::convolution` call; its total time
     includes the backend kernel and any layout or precision conversion of its inputs.
@@ -133,10 +141,10 @@ def conv_seconds(interp: Interpolator, width: int, height: int) -> float | None:
         return None
     from torch.profiler import ProfilerActivity, profile
 
-    window = torch.rand(1, 4, 3, height, width, generator=torch.Generator().manual_seed(0))
+    window = torch.rand(batch, 4, 3, height, width, generator=torch.Generator().manual_seed(0))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         interp(window)
-    return sum(e.cpu_time_total for e in prof.key_averages() if e.key == "aten::convolution") / 1e6
+    return sum(e.cpu_time_total for e in prof.key_averages() if e.key == "aten::convolution") / 1e6 / batch
 
 
 def machine_conv_gflops(device: torch.device, dtype: torch.dtype, seconds: float = 1.5) -> float:
@@ -158,10 +166,10 @@ def machine_conv_gflops(device: torch.device, dtype: torch.dtype, seconds: float
     return flops * n / dt / 1e9
 
 
-def time_model(interp: Interpolator, width: int, height: int, runs: int) -> list[float]:
-    """Seconds per interpolated frame for `runs` timed runs after one warm-up run."""
+def time_model(interp: Interpolator, width: int, height: int, runs: int, batch: int = 1) -> list[float]:
+    """Seconds per interpolated frame for `runs` timed calls of `batch` windows after one warm-up call."""
     g = torch.Generator().manual_seed(0)
-    window = torch.rand(1, 4, 3, height, width, generator=g)
+    window = torch.rand(batch, 4, 3, height, width, generator=g)
     times = []
     for i in range(runs + 1):
         _sync(interp.device)
@@ -169,7 +177,7 @@ def time_model(interp: Interpolator, width: int, height: int, runs: int) -> list
         interp(window)
         _sync(interp.device)
         if i:
-            times.append(time.perf_counter() - t0)
+            times.append((time.perf_counter() - t0) / batch)
     return times
 
 
@@ -188,8 +196,8 @@ def _synthetic_clip(path: Path, width: int, height: int, frames: int) -> Path:
     return path
 
 
-def time_pipeline(interp: Interpolator, video: Path, work: Path) -> dict[str, float]:
-    """Decode alone, encode alone, and the whole `double` pipeline on `video`."""
+def time_pipeline(interp: Interpolator, video: Path, work: Path, batch: int = 1) -> dict[str, float]:
+    """Decode alone, encode alone, and the whole `double` pipeline on `video` (`batch` windows per call)."""
     from .io.video import EncodeOptions, VideoWriter, decode_frames, probe_video
     from .pipeline import double_video
 
@@ -213,7 +221,7 @@ def time_pipeline(interp: Interpolator, video: Path, work: Path) -> dict[str, fl
     del decoded
 
     t0 = time.perf_counter()
-    result = double_video(video, work / "doubled.mp4", interp, overwrite=True)
+    result = double_video(video, work / "doubled.mp4", interp, overwrite=True, batch_size=batch)
     total = time.perf_counter() - t0
     return {
         "pipeline_fps": result.output_frames / total,
@@ -234,9 +242,13 @@ def run_bench(
     input_video: str | None = None,
     pipeline_frames: int = 8,
     progress: Callable[[str], None] | None = None,
+    batch: int | None = None,
+    cuda_graphs: bool = False,
 ) -> BenchResult:
-    """Measure everything `vfi-mini bench` reports (see the module docstring)."""
+    """Measure everything `vfi-mini bench` reports (see the module docstring). `batch`: windows per model
+    call (None: auto, `vfi_mini.pipeline.resolve_batch_size`); `cuda_graphs`: as `Interpolator`."""
     from .models import build_model, resolve_arch
+    from .pipeline import resolve_batch_size
     from .weights import default_weights, load_model
 
     say = progress or (lambda msg: None)
@@ -247,18 +259,19 @@ def run_bench(
     else:  # what `double` runs: the given or the bundled default weights
         model, ckpt = load_model(weights or default_weights())
         label = str(ckpt.path)
-    interp = Interpolator(model, device=device, precision=precision, threads=threads)
+    interp = Interpolator(model, device=device, precision=precision, threads=threads, cuda_graphs=cuda_graphs)
+    batch = resolve_batch_size(batch, interp)
     width, height = size
     dev = interp.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    say(f"model: {runs} timed runs at {width}x{height} on {dev} ({interp.precision})")
-    times = time_model(interp, width, height, runs)
+    say(f"model: {runs} timed runs of {batch} window(s) at {width}x{height} on {dev} ({interp.precision})")
+    times = time_model(interp, width, height, runs, batch)
     median = statistics.median(times)
     say("counting FLOPs")
     flops, conv_flops = count_flops(interp, width, height)
     say("profiling the convolutions")
-    conv_s = conv_seconds(interp, width, height)
+    conv_s = conv_seconds(interp, width, height, batch)
     say("measuring the machine's convolution throughput")
     machine = machine_conv_gflops(dev, interp.dtype)
     pipe = None
@@ -269,7 +282,7 @@ def run_bench(
                 Path(input_video) if input_video else _synthetic_clip(work / "clip.mp4", width, height, pipeline_frames)
             )
             say(f"pipeline on {video.name}")
-            pipe = time_pipeline(interp, video, work)
+            pipe = time_pipeline(interp, video, work, batch)
     achieved = flops / median / 1e9
     return BenchResult(
         device=str(dev),
@@ -277,6 +290,8 @@ def run_bench(
         width=width,
         height=height,
         threads=torch.get_num_threads(),
+        batch=batch,
+        cuda_graphs=interp.cuda_graphs,
         model_seconds_per_frame=median,
         model_seconds_all=times,
         gflops_per_frame=flops / 1e9,

@@ -23,6 +23,12 @@ untiled one. With ``tile="auto"`` (the default):
 - on CUDA (or whenever the model raises an out-of-memory error), the window is tried as planned first;
   the error is caught, logged once, and the window is retried in tiles of half the longer side, halved
   again until it fits (down to 128). The tile size that worked is kept for the following windows.
+
+CUDA: windows go to the GPU through a reusable pinned (page-locked) staging buffer and come back through
+pinned memory, so both copies are DMA transfers; `__call__` waits for the copy back before it returns. With
+``cuda_graphs=True`` the untiled model call (padding, layout, autocast, network) is captured once per window
+shape as a CUDA graph and replayed for later windows of that shape, which removes the per-kernel launch cost
+of the Python forward pass; tiled windows run eagerly.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ CPU_MEMORY_BUDGET = 3584 * 1024**2  # 3.5 GiB
 # 256x256 and 512x512: ST-MFNet Mini 6-7 KiB, ST-MFNet with its PWC-Net flow branch ~10 KiB).
 BYTES_PER_PIXEL_MINI = 7 * 1024
 BYTES_PER_PIXEL_FLOW = 11 * 1024
+# Eager runs before a CUDA graph is captured: cuDNN picks its algorithms and the CuPy kernels compile and
+# pass their self-check (which synchronises) here, since neither may happen during the capture.
+GRAPH_WARMUP_RUNS = 2
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -232,6 +241,15 @@ def _parse_tile(tile: int | str | None) -> int | str | None:
     return tile
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """A captured model call: copy a window into `window`, replay `graph`, read `out`."""
+
+    graph: torch.cuda.CUDAGraph
+    window: torch.Tensor  # (B, 4, 3, H, W) float32, the captured input
+    out: torch.Tensor  # (B, 3, H, W) float32, unclamped; overwritten by every replay
+
+
 class Interpolator:
     """Makes middle frames with an ST-MFNet-family model.
 
@@ -246,10 +264,12 @@ class Interpolator:
         tile_overlap: minimum overlap of neighbouring tiles in pixels (blended with linear ramps); must be
             less than half the tile side.
         memory_budget: bytes of activations one model call may use on the CPU with tile='auto'.
+        cuda_graphs: capture the untiled model call as a CUDA graph per window shape and replay it (CUDA
+            only). If a capture fails, a warning is logged and the model runs eagerly from then on.
 
     Raises:
         BackendUnavailable: the device or precision is not available.
-        UsageError: bad tile settings.
+        UsageError: bad tile settings, or `cuda_graphs` on a device other than CUDA.
     """
 
     def __init__(
@@ -262,8 +282,11 @@ class Interpolator:
         tile: int | str | None = "auto",
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         memory_budget: int = CPU_MEMORY_BUDGET,
+        cuda_graphs: bool = False,
     ) -> None:
         self.device = resolve_device(device)
+        if cuda_graphs and self.device.type != "cuda":
+            raise UsageError(f"CUDA graphs (--cuda-graphs) need a CUDA device, not {self.device}")
         self.dtype = check_precision(precision, self.device)
         self.precision = resolve_precision(precision, self.device)
         if threads is not None:
@@ -285,6 +308,12 @@ class Interpolator:
         config = getattr(model, "config", None)
         self.bytes_per_pixel = BYTES_PER_PIXEL_MINI if config is not None and not config.flow else BYTES_PER_PIXEL_FLOW
         self._oom_tile: int | None = None  # tile side that fitted after an out-of-memory error (auto mode)
+        self.cuda_graphs = cuda_graphs
+        self._graphs: dict[tuple[int, ...], _Graph] = {}  # window shape -> captured model call
+        self._graph_pool: tuple[int, int] | None = None  # memory pool all captures share
+        self._graph_stream: torch.cuda.Stream | None = None  # side stream of the warm-ups and captures
+        self._staging: torch.Tensor | None = None  # pinned copy of the last window sent to CUDA
+        self._staged: torch.cuda.Event | None = None  # recorded after that copy was queued
         # NHWC is oneDNN's (and cuDNN's) fast layout for 2-D convolutions: same results, less time.
         to_channels_last(self.model)
 
@@ -298,13 +327,22 @@ class Interpolator:
         *,
         tile: int | str | None = "auto",
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        cuda_graphs: bool = False,
     ) -> Interpolator:
         """Load weights (None: the bundled default) and wrap the model. Raises WeightsError."""
         from .weights import load_model
 
         model, ckpt = load_model(weights)
         log.debug("loaded %s (%s)", ckpt.path, ckpt.config.preset_name() or "custom architecture")
-        return cls(model, device=device, precision=precision, threads=threads, tile=tile, tile_overlap=tile_overlap)
+        return cls(
+            model,
+            device=device,
+            precision=precision,
+            threads=threads,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            cuda_graphs=cuda_graphs,
+        )
 
     def tile_plan(self, batch: int, height: int, width: int) -> TilePlan | None:
         """The tiles of the padded frame (sides rounded up to multiples of 128) that the next window of
@@ -337,7 +375,7 @@ class Interpolator:
         b, h, w = window.shape[0], *window.shape[-2:]
         if h < 1 or w < 1:
             raise InputError(f"frame size {w}x{h} is empty")
-        x = window.to(self.device, torch.float32, non_blocking=True)
+        x = self._upload(window)
         while True:
             plan = self.tile_plan(b, h, w)
             try:
@@ -373,8 +411,70 @@ class Interpolator:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
+    def _upload(self, window: torch.Tensor) -> torch.Tensor:
+        """The window as float32 on the device. From the CPU to CUDA it is staged in a pinned buffer (kept
+        for the next window of the same shape) and copied asynchronously."""
+        if self.device.type != "cuda" or window.is_cuda:
+            return window.to(self.device, torch.float32, non_blocking=True)
+        if self._staging is None or self._staging.shape != window.shape:
+            self._staging = torch.empty(window.shape, dtype=torch.float32, pin_memory=True)
+        elif self._staged is not None:
+            self._staged.synchronize()  # the previous window's copy may still be reading the buffer
+        self._staging.copy_(window)
+        x = self._staging.to(self.device, non_blocking=True)
+        self._staged = torch.cuda.Event()
+        self._staged.record(torch.cuda.current_stream(self.device))
+        return x
+
     def _run_whole(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 4, 3, h, w) on the device -> (B, 3, h, w) float32, unclamped."""
+        """(B, 4, 3, h, w) on the device -> (B, 3, h, w) float32, unclamped: the replay of a CUDA graph
+        with `cuda_graphs`, else `_forward`."""
+        if self.cuda_graphs:
+            graph = self._graphs.get(tuple(x.shape)) or self._capture(x)
+            if graph is not None:
+                graph.window.copy_(x)
+                with torch.cuda.device(self.device):  # a replay goes to the current device's current stream
+                    graph.graph.replay()
+                # Every graph shares one memory pool, so the next replay of any of them may overwrite `out`.
+                return graph.out.clone()
+        return self._forward(x)
+
+    def _capture(self, x: torch.Tensor) -> _Graph | None:
+        """Capture `_forward` for windows shaped like `x` (after warm-up runs on a side stream, as
+        `torch.cuda.graph` asks). None when the capture fails: one warning, and no graphs from then on."""
+        try:
+            window = x.clone()
+            with torch.cuda.device(self.device):
+                if self._graph_stream is None:
+                    self._graph_stream = torch.cuda.Stream(self.device)
+                    self._graph_pool = torch.cuda.graph_pool_handle()
+                stream, side = torch.cuda.current_stream(self.device), self._graph_stream
+                side.wait_stream(stream)
+                with torch.cuda.stream(side):
+                    for _ in range(GRAPH_WARMUP_RUNS):
+                        self._forward(window)
+                stream.wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                # Sharing one pool (captured on one stream) is safe because replays never overlap and `out` is
+                # copied before the next one. thread_local: decode and encode threads may use CUDA meanwhile.
+                with torch.cuda.graph(graph, pool=self._graph_pool, stream=side, capture_error_mode="thread_local"):
+                    out = self._forward(window)
+        except Exception as exc:  # noqa: BLE001 - any capture failure (unsupported op, OOM, ...) means eager
+            log.warning(
+                "could not capture the model as a CUDA graph (%s: %s); running it without CUDA graphs",
+                type(exc).__name__,
+                exc,
+            )
+            self.cuda_graphs = False
+            self._graphs.clear()
+            return None
+        log.debug("captured a CUDA graph for windows of shape %s", tuple(x.shape))
+        self._graphs[tuple(x.shape)] = captured = _Graph(graph, window, out)
+        return captured
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The untiled model call, run eagerly: (B, 4, 3, h, w) on the device -> (B, 3, h, w) float32,
+        unclamped."""
         b, h, w = x.shape[0], *x.shape[-2:]
         x = pad_to_multiple(x.flatten(0, 1), self.multiple).unflatten(0, (b, 4))
         frames = [f.contiguous(memory_format=torch.channels_last) for f in x.unbind(1)]
@@ -401,14 +501,22 @@ class Interpolator:
             wy = _ramp(plan.ys, th, i).to(x.device)
             for j, x0 in enumerate(plan.xs):
                 tile_w = wy[:, None] * _ramp(plan.xs, tw, j).to(x.device)[None, :]  # (th, tw)
-                pred = self._run_whole(x[..., y0 : y0 + th, x0 : x0 + tw])  # (B, 3, th, tw)
+                pred = self._forward(x[..., y0 : y0 + th, x0 : x0 + tw])  # (B, 3, th, tw)
                 out[..., y0 : y0 + th, x0 : x0 + tw] += pred * tile_w
                 weight[y0 : y0 + th, x0 : x0 + tw] += tile_w
         return out[..., :h, :w].div_(weight[:h, :w])
 
     def __call__(self, window: torch.Tensor) -> torch.Tensor:
         """Like `interpolate`, but the result is always on the CPU."""
-        return self.interpolate(window).cpu()
+        out = self.interpolate(window)
+        if not out.is_cuda:
+            return out.cpu()
+        # A fresh pinned tensor from PyTorch's caching host allocator, which reuses its blocks once they are
+        # freed (the pipeline copies the result at once), so no extra copy out of a staging buffer is needed.
+        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()  # the copy is asynchronous: wait before reading
+        return host
 
     @property
     def config(self):  # noqa: ANN201 - STMFNetConfig when the model is an STMFNet

@@ -44,6 +44,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -64,6 +65,7 @@ import torch
 
 from .errors import (
     EXIT_ERROR,
+    BackendUnavailable,
     InputError,
     ProcessingError,
     UsageError,
@@ -77,6 +79,8 @@ from .io.video import (
     VideoWriter,
     check_output_format,
     decode_frames,
+    hw_decodes,
+    hw_device_problem,
     probe_video,
 )
 from .scenes import (
@@ -110,6 +114,9 @@ ProgressFn = Callable[[int, "int | None"], None]
 FRAME_NAME = "{index:08d}.{ext}"
 _FRAME_NAME_RE = re.compile(r"\d{8}\.(png|jpg)")
 IMAGE_FORMATS = ("png", "jpg")
+# Windows per interpolator call for ``batch_size=None`` on CUDA, where larger calls keep the GPU busy; on the
+# CPU batching gains nothing and costs memory, so None means 1 there.
+CUDA_BATCH_SIZE = 4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,6 +164,17 @@ def iter_windows(frames: Iterable[T]) -> Iterator[tuple[T, T, T, T]]:
         if done:
             return
         prev, cur, nxt = cur, nxt, after
+
+
+def resolve_batch_size(batch_size: int | None, interpolator: Any) -> int:
+    """`batch_size`, or for None (auto) `CUDA_BATCH_SIZE` when the interpolator's ``device`` is CUDA and
+    1 otherwise. Raises UsageError when it is below 1."""
+    if batch_size is None:
+        device = getattr(interpolator, "device", None)
+        return CUDA_BATCH_SIZE if isinstance(device, torch.device) and device.type == "cuda" else 1
+    if batch_size < 1:
+        raise UsageError(f"batch size must be >= 1, got {batch_size}")
+    return batch_size
 
 
 def _run_model(interpolator: InterpolateFn, windows: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
@@ -219,7 +237,7 @@ def interpolate_stream(
     frames: Iterable[Frame],
     interpolator: InterpolateFn,
     *,
-    batch_size: int = 1,
+    batch_size: int | None = 1,
     hold_last: bool = True,
     default_step: Fraction | None = None,
 ) -> Iterator[Frame]:
@@ -230,7 +248,7 @@ def interpolate_stream(
     Args:
         frames: input frames in order (`Frame` with (C, H, W) images, optionally timed).
         interpolator: window (B, 4, 3, H, W) -> middle frames (B, 3, H, W).
-        batch_size: windows per interpolator call.
+        batch_size: windows per interpolator call (None: auto, see `resolve_batch_size`).
         hold_last: end with the last frame twice (video: 2N frames, same duration) instead of once
             (image sequences: 2N - 1 frames).
         default_step: frame interval to assume for the held frame when neither the last frame's duration
@@ -520,7 +538,7 @@ def retime_stream(
     dedupe: float | None = None,
     dedupe_max_run: int = DEFAULT_DEDUPE_MAX_RUN,
     depth: int | None = None,
-    batch_size: int = 1,
+    batch_size: int | None = 1,
     hold_last: bool = True,
     default_step: Fraction | None = None,
     report: RetimeReport | None = None,
@@ -554,7 +572,7 @@ def retime_stream(
         dedupe_max_run: longest run of frames merged into one.
         depth: finest midpoint level (positions are multiples of ``2**-depth`` of a span); default
             ``log2(multi)`` (+2 with `dedupe`), 3 with `fps`.
-        batch_size: windows per interpolator call.
+        batch_size: windows per interpolator call (None: auto, see `resolve_batch_size`).
         hold_last: after the last frame, fill its own duration (video: ``multi * N`` frames, same
             duration) instead of stopping at it (image sequences: ``multi * (N - 1) + 1`` frames).
         default_step: the last frame's duration when neither the file nor a previous interval tells it.
@@ -574,8 +592,7 @@ def retime_stream(
         InputError: frames with and without times mixed.
         ProcessingError: the model failed.
     """
-    if batch_size < 1:
-        raise UsageError(f"batch size must be >= 1, got {batch_size}")
+    batch_size = resolve_batch_size(batch_size, interpolator)
     if multi < 2 or multi & (multi - 1):
         raise UsageError(f"the frame-rate multiple must be a power of two >= 2 (midpoints only), got {multi}")
     if fps is not None and fps <= 0:
@@ -839,6 +856,46 @@ def check_output_dir(src_dir: str | Path, dst_dir: str | Path, *, overwrite: boo
 # --------------------------------------------------------------------------------------------------
 # Video
 
+# Choices of `double_video(hwaccel=...)`: where the input video is decoded.
+HWACCELS = ("auto", "none", "cuda")
+
+
+@functools.cache
+def _auto_hwaccel() -> str | None:
+    """``hwaccel="auto"``: cuda when PyTorch sees a CUDA GPU and FFmpeg opens a CUDA device, else None."""
+    problem = "PyTorch sees no CUDA GPU" if not torch.cuda.is_available() else hw_device_problem("cuda")
+    if problem is not None:
+        log.debug("--hwaccel auto: decoding in software (%s)", problem)
+        return None
+    log.debug("--hwaccel auto: decoding on the cuda device (NVDEC) where it can")
+    return "cuda"
+
+
+def resolve_hwaccel(hwaccel: str = "auto") -> str | None:
+    """The hardware device type `double_video` decodes on for `hwaccel`, or None for software decoding.
+
+    Args:
+        hwaccel: ``"auto"`` (cuda when PyTorch sees a CUDA GPU and the FFmpeg that PyAV loads can open a
+            CUDA device; else software, with a debug log line), ``"none"``, or ``"cuda"``.
+
+    Returns:
+        ``"cuda"`` or None.
+
+    Raises:
+        UsageError: an unknown value.
+        BackendUnavailable: ``"cuda"`` asked for, and FFmpeg has no CUDA support or opens no CUDA device.
+    """
+    if hwaccel not in HWACCELS:
+        raise UsageError(f"--hwaccel must be one of {', '.join(HWACCELS)}, got {hwaccel!r}")
+    if hwaccel == "none":
+        return None
+    if hwaccel == "auto":
+        return _auto_hwaccel()
+    problem = hw_device_problem(hwaccel)
+    if problem is not None:
+        raise BackendUnavailable(f"--hwaccel {hwaccel}: {problem}; use --hwaccel none or auto")
+    return hwaccel
+
 
 def _rational(value: Fraction | None) -> str | None:
     if value is None:
@@ -872,6 +929,7 @@ class DoubleResult:
     dedupe_threshold: float | None = None
     duplicates: int = 0
     segments: dict[str, Any] | None = None
+    hwaccel: str = "none"
 
     @property
     def fps(self) -> float:
@@ -894,6 +952,7 @@ class DoubleResult:
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 3),
             "device": self.device,
+            "hwaccel": self.hwaccel,
             "codec": self.codec,
             "pix_fmt": self.pix_fmt,
             "audio_streams_copied": self.audio_copied,
@@ -924,7 +983,7 @@ def double_video(
     subtitles: bool = True,
     overwrite: bool = False,
     strict: bool = False,
-    batch_size: int = 1,
+    batch_size: int | None = 1,
     queue_size: int = 4,
     progress: ProgressFn | None = None,
     multi: int = 2,
@@ -937,6 +996,7 @@ def double_video(
     shard: Shard | None = None,
     model_key: str = "",
     wait_timeout: float | None = None,
+    hwaccel: str = "auto",
 ) -> DoubleResult:
     """Write `dst`: the video `src` at twice (or `multi` times) its frame rate, or at the constant rate
     `fps`, other streams copied.
@@ -961,7 +1021,7 @@ def double_video(
         overwrite: replace an existing `dst`.
         strict: fail (InputError) at the first damaged video frame instead of skipping damaged frames
             with a warning (the frames around a gap keep their timestamps, so timing stays right).
-        batch_size: windows per interpolator call.
+        batch_size: windows per interpolator call (None: 4 for an interpolator on CUDA, else 1).
         queue_size: frames buffered between decoder, model and encoder.
         progress: progress(output frames written, expected total or None), called in this thread.
         multi: output frames per input frame: 2, 4 or 8 (recursive midpoints); ignored with `fps`.
@@ -980,6 +1040,9 @@ def double_video(
             use the same model as its finished segments (it is stored in the manifest).
         wait_timeout: rank 0 stops waiting for the other ranks' segments after this many seconds without
             progress (default 600).
+        hwaccel: decode the input on the GPU (NVDEC): ``"cuda"``, ``"none"``, or ``"auto"`` (see
+            `resolve_hwaccel`). Streams the GPU cannot decode are decoded in software (with a warning for
+            ``"cuda"``); the output is the same either way, and `DoubleResult.hwaccel` tells which was used.
 
     Returns:
         A `DoubleResult` (on ranks other than 0 of a split video: the segments they converted).
@@ -987,6 +1050,8 @@ def double_video(
     Raises:
         InputError: unreadable input, no video stream, no frames.
         UsageError: bad output path or encoder settings.
+        BackendUnavailable: ``hwaccel="cuda"`` where it cannot be used, or a hardware encoder that does not
+            open.
         ProcessingError: decoding, interpolation or encoding failed part-way (a full disk included).
         KeyboardInterrupt: passed through after the temporary output is deleted (in segments: the finished
             segments are kept for `resume`).
@@ -996,6 +1061,7 @@ def double_video(
     piped_out = hasattr(dst, "write")
     src = pipe.path if pipe is not None else Path(src)  # type: ignore[arg-type]
     shard = shard or Shard()
+    batch_size = resolve_batch_size(batch_size, interpolator)
     segmented = resume or shard.world_size > 1
     if segmented and (pipe is not None or piped_out):
         raise UsageError("--resume and splitting a video across ranks need an input file and an output file, not pipes")
@@ -1010,6 +1076,12 @@ def double_video(
     if not piped_out:
         check_output_file(src, dst_path, overwrite=overwrite)
     info = pipe.info if pipe is not None else probe_video(src)
+    device_type = resolve_hwaccel(hwaccel)
+    if device_type is not None and (pipe is not None or not hw_decodes(info.codec, device_type)):
+        if hwaccel != "auto":
+            what = "a piped input" if pipe is not None else f"{info.codec} video"
+            log.warning("--hwaccel %s: the %s device cannot decode %s; decoding in software", hwaccel, hwaccel, what)
+        device_type = None
     rate = parse_rate(fps) if fps is not None else None
     if rate is None and multi not in (2, 4, 8):
         raise UsageError(f"--multi must be 2, 4 or 8, got {multi}")
@@ -1050,6 +1122,7 @@ def double_video(
             shard=shard,
             model_key=model_key,
             wait_timeout=DEFAULT_WAIT_TIMEOUT if wait_timeout is None else wait_timeout,
+            hwaccel=device_type,
         )
     if not piped_out and work_dir_for(dst_path).is_dir():
         log.warning(
@@ -1108,7 +1181,7 @@ def double_video(
             decoded = pipe.frames()
             report = pipe.report
         else:
-            decoded = decode_frames(src, info, strict=strict, report=report)
+            decoded = decode_frames(src, info, strict=strict, report=report, hwaccel=device_type)
         source = (Frame(_to_tensor(f.rgb), f.time, f.duration) for f in decoded)
         written = run_threaded(source, transform, sink, queue_size=queue_size, progress=progress, total=total)
         if tap.count == 0:
@@ -1151,6 +1224,7 @@ def double_video(
         scene_cuts=retimed.cuts,
         dedupe_threshold=dedupe,
         duplicates=retimed.duplicates,
+        hwaccel=report.hwaccel,
     )
 
 
@@ -1363,7 +1437,7 @@ def interpolate_frames(
     *,
     image_format: str = "png",
     overwrite: bool = False,
-    batch_size: int = 1,
+    batch_size: int | None = 1,
     queue_size: int = 4,
     progress: ProgressFn | None = None,
     multi: int = 2,
@@ -1387,7 +1461,7 @@ def interpolate_frames(
         interpolator: window (B, 4, 3, H, W) -> (B, 3, H, W).
         image_format: ``"png"`` or ``"jpg"``.
         overwrite: write into a non-empty `dst_dir` (replacing frames named like ours).
-        batch_size: windows per interpolator call.
+        batch_size: windows per interpolator call (None: 4 for an interpolator on CUDA, else 1).
         queue_size: frames buffered between reader, model and writer.
         progress: progress(images written, total), called in this thread.
         multi: output images per input gap: 2, 4 or 8 (recursive midpoints).
@@ -1409,6 +1483,7 @@ def interpolate_frames(
         raise UsageError(f"unknown image format {image_format!r}; use png or jpg")
     if multi not in (2, 4, 8):
         raise UsageError(f"--multi must be 2, 4 or 8, got {multi}")
+    batch_size = resolve_batch_size(batch_size, interpolator)
     files = list_images(src_dir)
     check_output_dir(src_dir, dst_dir, overwrite=overwrite)
     infos = [probe_image(p) for p in files]

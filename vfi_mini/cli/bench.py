@@ -6,6 +6,7 @@ import click
 
 from . import cli
 from ._common import echo_json, handle_errors, setup_logging
+from .double import check_speed_options, speed_options
 
 
 @cli.command()
@@ -45,6 +46,7 @@ from ._common import echo_json, handle_errors, setup_logging
     show_default=True,
     help="Frames of the synthetic clip for the pipeline timing (0: skip the pipeline).",
 )
+@speed_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True)
 @handle_errors
@@ -58,15 +60,21 @@ def bench(
     runs: int,
     input_video: str | None,
     pipeline_frames: int,
+    batch: str,
+    cuda_graphs: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Time the model and the whole `double` pipeline, and compare with this machine's conv throughput."""
+    """Time the model and the whole `double` pipeline, and compare with this machine's conv throughput.
+
+    With --batch N the model runs N windows per call; times are still per interpolated frame.
+    """
     from ..bench import parse_size, run_bench
 
     if weights and arch:
         raise click.UsageError("give --weights or --arch, not both")
     setup_logging(quiet)
+    batch_size = check_speed_options(batch, cuda_graphs, device)
     say = None if quiet else (lambda msg: click.echo(f"vfi-mini bench: {msg}", err=True))
     r = run_bench(
         weights,
@@ -79,11 +87,16 @@ def bench(
         input_video=input_video,
         pipeline_frames=pipeline_frames,
         progress=say,
+        batch=batch_size,
+        cuda_graphs=cuda_graphs,
     )
     if as_json:
         echo_json(r.to_dict())
         return
-    click.echo(f"{r.width}x{r.height} on {r.device}, {r.precision}, {r.threads} threads ({r.weights})")
+    graphs = ", CUDA graphs" if r.cuda_graphs else ""
+    click.echo(
+        f"{r.width}x{r.height} on {r.device}, {r.precision}, {r.threads} threads, batch {r.batch}{graphs} ({r.weights})"
+    )
     click.echo(
         f"  model: {r.model_seconds_per_frame:.3f} s per interpolated frame (median of {len(r.model_seconds_all)})"
     )

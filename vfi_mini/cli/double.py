@@ -32,18 +32,25 @@ def load_interpolator(
     threads: int | None,
     tile: int | str | None = "auto",
     tile_overlap: int = 32,
+    cuda_graphs: bool = False,
 ) -> Any:
     """Build the interpolator the commands use (tests replace this function).
 
     Raises:
         WeightsError: no default weights yet, or the file does not load.
         BackendUnavailable: the device or precision is not available.
-        UsageError: bad tile settings.
+        UsageError: bad tile settings, or CUDA graphs without CUDA.
     """
     from ..interpolator import Interpolator
 
     return Interpolator.from_weights(
-        weights, device=device, precision=precision, threads=threads, tile=tile, tile_overlap=tile_overlap
+        weights,
+        device=device,
+        precision=precision,
+        threads=threads,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        cuda_graphs=cuda_graphs,
     )
 
 
@@ -134,6 +141,54 @@ def model_options(func: Any) -> Any:
         "--weights", "-w", metavar="FILE", default=None, help="Weights file (default: the bundled weights)."
     )(func)
     return func
+
+
+def speed_options(func: Any) -> Any:
+    """--batch, --cuda-graphs (shared with `frames` and `bench`); check them with `check_speed_options`."""
+    func = click.option(
+        "--cuda-graphs",
+        is_flag=True,
+        help="Capture the model as a CUDA graph for each frame size and replay it for the following frames "
+        "(CUDA only; less CPU work per model call). If the capture fails, a warning is printed and the model "
+        "runs as usual. Tiled frames run without graphs.",
+    )(func)
+    func = click.option(
+        "--batch",
+        default="auto",
+        show_default=True,
+        metavar="N|auto",
+        help="Windows (new frames) per model call. auto: 4 on CUDA, where bigger calls keep the GPU busy; 1 on "
+        "CPU, where batching gains nothing and needs more memory. Results match --batch 1 within float "
+        "round-off.",
+    )(func)
+    return func
+
+
+def check_speed_options(batch: str, cuda_graphs: bool, device: str) -> int | None:
+    """The --batch size (None: auto, see `vfi_mini.pipeline.resolve_batch_size`), checked before any work.
+
+    Raises:
+        UsageError: --batch is not a whole number >= 1 or auto; --cuda-graphs without a CUDA device.
+        BackendUnavailable: --cuda-graphs with a device that is not there.
+    """
+    from ..errors import UsageError
+
+    if cuda_graphs:
+        from ..interpolator import resolve_device
+
+        dev = resolve_device(device)
+        if dev.type != "cuda":
+            raise UsageError(f"--cuda-graphs needs a CUDA device, not {dev}")
+    text = batch.strip().lower()
+    if text == "auto":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        raise UsageError(f"--batch must be a whole number >= 1 or auto, got {batch!r}") from None
+    if size < 1:
+        raise UsageError(f"--batch must be at least 1, got {size}")
+    return size
 
 
 def output_options(func: Any) -> Any:
@@ -249,6 +304,7 @@ def _parse_encoder_opts(ctx: click.Context, param: click.Parameter, values: tupl
     help="Container of -o - (stdout): y4m (raw video, the default) or nut (raw video, or any --codec).",
 )
 @model_options
+@speed_options
 @click.option("--codec", default=None, help="Video encoder [default: libx264; rawvideo for -o -].")
 @click.option(
     "--crf",
@@ -279,6 +335,16 @@ def _parse_encoder_opts(ctx: click.Context, param: click.Parameter, values: tupl
     is_flag=True,
     help="Fail (exit code 3) at the first damaged video frame instead of skipping damaged frames with a "
     "warning (the frames around a gap keep their timestamps).",
+)
+@click.option(
+    "--hwaccel",
+    type=click.Choice(["auto", "none", "cuda"]),  # = pipeline.HWACCELS (not imported: torch loads slowly)
+    default="auto",
+    show_default=True,
+    help="Decode the input on the GPU (cuda: NVDEC) or not (none). auto: cuda when PyTorch sees a CUDA GPU and "
+    "PyAV's FFmpeg can open it. Codecs and profiles the GPU cannot decode are decoded on the CPU; the output is "
+    "the same either way and --json reports which was used. cuda without a usable GPU: exit code 2. For "
+    "hardware encoding name the encoder: --codec h264_nvenc, hevc_nvenc or av1_nvenc.",
 )
 @retime_options
 @click.option(
@@ -321,6 +387,8 @@ def double(
     threads: int | None,
     tile: int | str | None,
     tile_overlap: int,
+    batch: str,
+    cuda_graphs: bool,
     codec: str | None,
     crf: float | None,
     preset: str | None,
@@ -329,6 +397,7 @@ def double(
     no_audio: bool,
     no_subs: bool,
     strict: bool,
+    hwaccel: str,
     multi: str | None,
     scene_threshold: float,
     no_scene_detect: bool,
@@ -375,7 +444,8 @@ def double(
 
     \b
     Exit codes: 0 done, 1 processing failed, 2 usage error (bad option,
-    OUTPUT exists without -y, OUTPUT is INPUT), 3 bad input, 4 weights
+    OUTPUT exists without -y, OUTPUT is INPUT, --hwaccel cuda or a hardware
+    --codec that cannot be used here), 3 bad input, 4 weights
     missing or invalid, 130 interrupted. Nothing is left at OUTPUT on failure.
     A batch exits with the code its failed files share, else 1.
     """
@@ -384,11 +454,15 @@ def double(
 
     setup_logging(quiet=quiet, verbose=verbose)
     shard = Shard.from_env()
+    batch_size = check_speed_options(batch, cuda_graphs, shard.device(device))
     if fps is not None and multi is not None:
         raise UsageError("--fps and --multi exclude each other: give one")
     piped_out = output_arg == "-"
     if pipe_format is not None and not piped_out:
         raise UsageError("--format is for -o - (stdout); for a file, the extension picks the container")
+    from ..pipeline import resolve_hwaccel
+
+    resolve_hwaccel(hwaccel)  # --hwaccel cuda without a usable GPU fails here, before the model loads
     settings = dict(
         retime=retime_kwargs(multi, scene_threshold, no_scene_detect, dedupe),
         codec=codec or ("rawvideo" if piped_out else "libx264"),
@@ -399,13 +473,15 @@ def double(
         audio=not no_audio,
         subtitles=not no_subs,
         strict=strict,
+        hwaccel=hwaccel,
         fps=fps,
         resume=resume,
         segment_seconds=segment_seconds,
         model_key=_model_key(weights, precision, tile, tile_overlap),
         shard=shard,
+        batch_size=batch_size,
     )
-    model = (weights, shard.device(device), precision, threads, tile, tile_overlap)
+    model = (weights, shard.device(device), precision, threads, tile, tile_overlap, cuda_graphs)
     out_dir = Path(output_arg)
     if len(input_paths) > 1 or (not piped_out and input_paths[0] != "-" and out_dir.is_dir()):
         _double_batch(input_paths, output_arg, ext, skip_existing, overwrite, quiet, as_json, model, settings)
@@ -444,10 +520,12 @@ def _video_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
         audio=settings["audio"],
         subtitles=settings["subtitles"],
         strict=settings["strict"],
+        hwaccel=settings["hwaccel"],
         fps=settings["fps"],
         resume=settings["resume"],
         segment_seconds=settings["segment_seconds"],
         model_key=settings["model_key"],
+        batch_size=settings["batch_size"],
         **settings["retime"],
     )
 
@@ -485,7 +563,7 @@ def _double_one(
     try:
         if not piped_out:
             check_output_file(Path("-") if input_arg == "-" else input_path, output_path, overwrite=overwrite)
-        interpolator = load_interpolator(*model[:4], tile=model[4], tile_overlap=model[5])
+        interpolator = load_interpolator(*model[:4], tile=model[4], tile_overlap=model[5], cuda_graphs=model[6])
         with progress_bar(enabled=not quiet) as progress:
             result = double_video(
                 source,
@@ -559,7 +637,7 @@ def _double_batch(
         items = double_batch(
             input_args,
             outputs,
-            lambda: load_interpolator(*model[:4], tile=model[4], tile_overlap=model[5]),
+            lambda: load_interpolator(*model[:4], tile=model[4], tile_overlap=model[5], cuda_graphs=model[6]),
             skip_existing=skip_existing,
             overwrite=overwrite,
             progress=progress,

@@ -30,6 +30,7 @@ from ._common import echo_json, handle_errors, setup_logging
     help="Output image format.",
 )
 @_double.model_options
+@_double.speed_options
 @_double.retime_options
 @_double.output_options
 @handle_errors
@@ -43,6 +44,8 @@ def frames(
     threads: int | None,
     tile: int | str | None,
     tile_overlap: int,
+    batch: str,
+    cuda_graphs: bool,
     multi: str | None,
     scene_threshold: float,
     no_scene_detect: bool,
@@ -76,9 +79,12 @@ def frames(
     from ..pipeline import check_output_dir, interpolate_frames
 
     setup_logging(quiet=quiet, verbose=verbose)
+    batch_size = _double.check_speed_options(batch, cuda_graphs, device)
     list_images(input_dir)
     check_output_dir(input_dir, output_dir, overwrite=overwrite)
-    interpolator = _double.load_interpolator(weights, device, precision, threads, tile=tile, tile_overlap=tile_overlap)
+    interpolator = _double.load_interpolator(
+        weights, device, precision, threads, tile=tile, tile_overlap=tile_overlap, cuda_graphs=cuda_graphs
+    )
     with _double.progress_bar(enabled=not quiet) as progress:
         result = interpolate_frames(
             input_dir,
@@ -86,6 +92,7 @@ def frames(
             interpolator,
             image_format=image_format,
             overwrite=overwrite,
+            batch_size=batch_size,
             progress=progress,
             **_double.retime_kwargs(multi, scene_threshold, no_scene_detect, dedupe),
         )
