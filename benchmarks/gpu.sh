@@ -9,10 +9,14 @@
 # Results go to $OUT (or ./gpu-results). PyAV, if missing there, is installed from wheels carried in
 # .gpu-wheels/ (git-ignored; `pip download av --only-binary=:all: -d .gpu-wheels` on a networked machine).
 #
-# Usage: bash benchmarks/gpu.sh [PYTHON]
+# Usage: bash benchmarks/gpu.sh [PYTHON] [SECTIONS]
+#   SECTIONS: comma-separated parts to run (default all): tests, bench, speed, hw; e.g. `bash
+#   benchmarks/gpu.sh python3 tests,hw` then `... bench` then `... speed` to fit 10-minute calls.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python3}
+SECTIONS=",${2:-tests,bench,speed,hw},"
+want() { [[ $SECTIONS == *",$1,"* ]]; }
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -30,11 +34,14 @@ from vfi_mini.ops import available_backends
 print("op backends", available_backends())
 PY
 
+if want tests; then
 echo "== CuPy kernels vs PyTorch operators, CUDA tests"
 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_ops.py 2>&1 | tee "$OUT/gpu_tests.txt"
 "$PY" -m pytest -q -p no:cacheprovider tests/test_ops.py tests/test_models.py tests/test_interpolator.py \
     tests/test_weights.py tests/test_hwaccel.py 2>&1 | tail -5 | tee -a "$OUT/gpu_tests.txt"
+fi
 
+if want bench; then
 echo "== bench"
 : > "$OUT/bench.jsonl"
 for size in 480p 720p 1080p 2160p; do
@@ -45,7 +52,9 @@ for size in 480p 720p 1080p 2160p; do
   done
 done
 "$PY" benchmarks/table.py "$OUT/bench.jsonl" | tee "$OUT/bench.md"
+fi
 
+if want speed; then
 echo "== bench: several windows per model call, CUDA graphs"
 # Not quiet: a failed graph capture is logged to bench_speed.err (and its JSON says "cuda_graphs": false).
 : > "$OUT/bench_speed.jsonl"
@@ -61,7 +70,9 @@ for size in 480p 1080p; do
   done
 done
 "$PY" benchmarks/table.py "$OUT/bench_speed.jsonl" | tee "$OUT/bench_speed.md"
+fi
 
+if want hw; then
 echo "== hardware decode (NVDEC) and encode (NVENC)"
 "$PY" - "$OUT/hw_in.mp4" <<'PY'
 import sys
@@ -105,3 +116,4 @@ for path in sys.argv[1:]:
     except (OSError, av.FFmpegError) as exc:
         print(f"{path}: cannot be read ({exc})")
 PY
+fi
