@@ -105,8 +105,9 @@ def test_cuda_graphs_on_the_cpu_is_a_one_line_usage_error(tmp_path, model, comma
 def test_batch_3_gives_the_frames_of_batch_1(tmp_path, monkeypatch, size, tiling):
     """The bundled network in fp32 on the CPU, output encoded losslessly: the same frames whether the model
     gets one window per call or three (in tiles too). A batch changes the order of some float sums in the
-    convolutions (differences of about 1e-6), which can move a value across an 8-bit rounding boundary: the
-    frames may differ by one level in a few pixels, never more."""
+    convolutions (differences of about 1e-6), which can move a value across an 8-bit rounding boundary, and
+    a one-level step in the encoded YUV can become two in RGB: the frames may differ by at most two levels,
+    in a few pixels."""
     tiled: list[int] = []
     run_tiles = Interpolator._run_tiles
 
@@ -125,7 +126,7 @@ def test_batch_3_gives_the_frames_of_batch_1(tmp_path, monkeypatch, size, tiling
     assert tiled == ([1, 1, 1, 3] if tiling else [])
     assert outs[0].shape == outs[1].shape == (8, size[1], size[0], 3)
     levels = np.abs(np.round(outs[0] * 255) - np.round(outs[1] * 255))
-    assert levels.max() <= 1 and (levels > 0).mean() < 0.01, (levels.max(), (levels > 0).mean())
+    assert levels.max() <= 2 and (levels > 0).mean() < 0.01, (levels.max(), (levels > 0).mean())
 
 
 def test_bench_reports_per_frame_figures_for_a_batch(monkeypatch):
