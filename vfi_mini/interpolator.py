@@ -84,6 +84,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def check_cuda_graphs(device: torch.device) -> None:
+    """CUDA graphs (``cuda_graphs=True``, ``--cuda-graphs``) need a CUDA device. Raises UsageError."""
+    if device.type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA device, not {device} (CUDA graphs replay CUDA kernels)")
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), where bf16 autocast is faster than
     fp32; elsewhere oneDNN emulates it and it is not. Linux only (reads /proc/cpuinfo); False elsewhere."""
@@ -285,8 +291,8 @@ class Interpolator:
         cuda_graphs: bool = False,
     ) -> None:
         self.device = resolve_device(device)
-        if cuda_graphs and self.device.type != "cuda":
-            raise UsageError(f"CUDA graphs (--cuda-graphs) need a CUDA device, not {self.device}")
+        if cuda_graphs:
+            check_cuda_graphs(self.device)
         self.dtype = check_precision(precision, self.device)
         self.precision = resolve_precision(precision, self.device)
         if threads is not None:

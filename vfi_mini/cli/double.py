@@ -174,11 +174,9 @@ def check_speed_options(batch: str, cuda_graphs: bool, device: str) -> int | Non
     from ..errors import UsageError
 
     if cuda_graphs:
-        from ..interpolator import resolve_device
+        from ..interpolator import check_cuda_graphs, resolve_device
 
-        dev = resolve_device(device)
-        if dev.type != "cuda":
-            raise UsageError(f"--cuda-graphs needs a CUDA device, not {dev}")
+        check_cuda_graphs(resolve_device(device))
     text = batch.strip().lower()
     if text == "auto":
         return None
