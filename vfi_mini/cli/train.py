@@ -46,6 +46,15 @@ from ._common import echo_json, handle_errors, setup_logging
     help="Pull the AdaCoF displacement towards the teacher's flow (RIFE teacher).",
 )
 @click.option(
+    "--coarse-warp",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="WEIGHT",
+    help="--stage motion: also compare the warps of Gaussian-blurred frames (sigma 2 and 4) with the blurred "
+    "ground truth, a term that sees motions of several pixels.",
+)
+@click.option(
     "--teacher-gate/--no-teacher-gate",
     default=False,
     show_default=True,

@@ -54,7 +54,8 @@ class STMFNet(nn.Module):
         pad = (cfg.kernel_size - 1) * cfg.dilation // 2
         self.adacof_pad = nn.ReplicationPad2d(pad)
 
-    def _adacof(self, image: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+    def warp(self, image: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+        """AdaCoF of `image` with one frame's (Weight, Alpha, Beta) maps (replication-padded)."""
         weight, alpha, beta = maps
         return adacof(
             self.adacof_pad(image), weight, alpha, beta, self.config.dilation, rounding=self.config.adacof_rounding
@@ -83,7 +84,7 @@ class STMFNet(nn.Module):
         feat = self.feature_extractor(torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous())
         heads = dict(self.get_kernel.named_children())
         maps = [heads[f"module{kind}{frame}"](feat) for frame in (1, 2) for kind in ("Weight", "Alpha", "Beta")]
-        warped = [self._adacof(im, maps[3 * f : 3 * f + 3]) for f, im in enumerate((im1, im2))]
+        warped = [self.warp(im, maps[3 * f : 3 * f + 3]) for f, im in enumerate((im1, im2))]
         return 0.5 * (warped[0] + warped[1]), maps
 
     def forward(
@@ -116,7 +117,7 @@ class STMFNet(nn.Module):
         rows = []
         for s, images in enumerate((ds, (im1, im2), us)):
             base = 6 * s
-            rows.append([self._adacof(images[f], maps[base + 3 * f : base + 3 * f + 3]) for f in (0, 1)])
+            rows.append([self.warp(images[f], maps[base + 3 * f : base + 3 * f + 3]) for f in (0, 1)])
         row_ds, row_1, row_us = rows
         if self.config.flow:
             row_1 = row_1 + self._flow_candidates(im1, im2)

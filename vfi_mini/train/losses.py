@@ -6,6 +6,7 @@ mean), so its magnitude grows with batch and crop size; the AdaMax settings of t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -51,6 +52,18 @@ class LapLoss(nn.Module):
             raise ValueError(f"Lap loss needs sides divisible by 16, got {tuple(pred.shape[-2:])}")
         pp, pt = self.pyramid(pred), self.pyramid(target)
         return sum((2**i) * F.l1_loss(a, b, reduction="sum") for i, (a, b) in enumerate(zip(pp, pt)))
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Depthwise separable Gaussian blur of (B, C, H, W), radius ceil(2 sigma), reflect padding, in fp32 and
+    NCHW (oneDNN's depthwise 1-D convolutions are ~1000x slower in bf16 on channels-last tensors)."""
+    x = x.float().contiguous()
+    r = max(1, math.ceil(2 * sigma))
+    g = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float32, device=x.device) ** 2) / (2 * sigma**2))
+    g = g / g.sum()
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
