@@ -52,7 +52,8 @@ from ._common import echo_json, handle_errors, setup_logging
     show_default=True,
     metavar="WEIGHT",
     help="--stage motion: also compare the warps of Gaussian-blurred frames (sigma 2 and 4) with the blurred "
-    "ground truth, a term that sees motions of several pixels.",
+    "ground truth, a term whose gradient sees motions of several pixels (on a 2-core CPU it lengthened the "
+    "learned motion without making it more accurate; see BENCHMARKS.md).",
 )
 @click.option(
     "--teacher-gate/--no-teacher-gate",
