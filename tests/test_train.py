@@ -60,9 +60,13 @@ def _cfg(tmp_path, clip, **kw):
     return TrainConfig(**base)
 
 
+def _rows(run: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (training log lines and validations)."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 def _losses(run: Path) -> list[float]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in rows if "loss" in r]
+    return [r["loss"] for r in _rows(run) if "loss" in r]
 
 
 def test_mini_overfits_a_clip(tmp_path, clip):
@@ -281,7 +285,7 @@ def test_two_process_gloo_run(tmp_path, clip, tiny_arch):
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = _rows(run)
     assert [r["step"] for r in rows] == [1, 2, 3]  # rank 0 logs alone
     assert (run / "last.pth").is_file()
 
@@ -326,7 +330,7 @@ def test_gated_distillation_from_blend_init(tmp_path, clip, tiny_arch):
     cfg.teacher_gate = True
     cfg.log_every = 2
     train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = _rows(tmp_path / "run")
     rows = [r for r in rows if "teacher_gated" in r]
     assert [r["teacher_gated"] for r in rows] == [2 * cfg.batch_size] * 2
     assert all(r["loss_teacher"] == 0 and "loss_flow" not in r for r in rows)
@@ -378,7 +382,7 @@ def test_motion_stage_learns_the_teacher_flow(tmp_path, clip, tiny_arch):
     )
     cfg.stage = "motion"
     train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = _rows(tmp_path / "run")
     flow = [r["loss_flow"] for r in rows if "loss_flow" in r]
     assert len(flow) == 10 and all("loss_gt" in r for r in rows if "loss_flow" in r)
     assert sum(flow[-3:]) < sum(flow[:3]), flow
@@ -404,7 +408,7 @@ def test_motion_stage_without_flow_learns_from_pixels_alone(tmp_path, clip, tiny
     cfg = _cfg(tmp_path, clip, arch=tiny_arch, alpha=1.0, max_steps=12, lr=3e-3, init="blend")
     cfg.stage = "motion"
     train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = _rows(tmp_path / "run")
     gt = [r["loss_gt"] for r in rows if "loss_gt" in r]
     assert len(gt) == 12 and not any("loss_flow" in r for r in rows)
     assert sum(gt[-3:]) < sum(gt[:3]), gt
@@ -456,7 +460,7 @@ def test_coarse_warp_term_points_towards_motions_of_several_pixels():
     zeros = torch.zeros_like(weight)
     beta = torch.zeros_like(weight, requires_grad=True)  # horizontal offsets of I1; the right move is +6
     maps = [weight, zeros, beta, weight, zeros, zeros]
-    mean = 0.5 * (model.warp(im1, maps[:3]) + model.warp(im2, maps[3:]))
+    mean = model.mean_warp(im1, im2, maps)
     g_sharp = torch.autograd.grad(LapLoss()(mean, target), [beta])[0][:, 12]
     g_coarse = torch.autograd.grad(coarse_warp_loss(model, im1, im2, maps, target), [beta])[0][:, 12]
     right_sharp, right_coarse = float((g_sharp < 0).float().mean()), float((g_coarse < 0).float().mean())
@@ -469,7 +473,7 @@ def test_motion_stage_with_the_coarse_warp_term(tmp_path, clip, tiny_arch):
     cfg = _cfg(tmp_path, clip, arch=tiny_arch, alpha=1.0, max_steps=12, lr=3e-3, init="blend", coarse_warp=0.5)
     cfg.stage = "motion"
     train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = _rows(tmp_path / "run")
     coarse = [r["loss_coarse"] for r in rows if "loss_coarse" in r]
     assert len(coarse) == 12 and all("loss_gt" in r for r in rows if "loss_coarse" in r)
     assert sum(coarse[-3:]) < sum(coarse[:3]), coarse

@@ -61,6 +61,10 @@ class STMFNet(nn.Module):
             self.adacof_pad(image), weight, alpha, beta, self.config.dilation, rounding=self.config.adacof_rounding
         )
 
+    def mean_warp(self, im1: torch.Tensor, im2: torch.Tensor, maps: list[torch.Tensor]) -> torch.Tensor:
+        """The mean of the warps of I1 and I2 by six maps (Weight, Alpha, Beta of I1, then of I2)."""
+        return 0.5 * (self.warp(im1, maps[:3]) + self.warp(im2, maps[3:6]))
+
     def _flow_candidates(self, im1: torch.Tensor, im2: torch.Tensor) -> list[torch.Tensor]:
         """BLFNet: softmax-splat I1 and I2 half-way along the PWC-Net flows (spec §2.5)."""
         h, w = im1.shape[-2:]
@@ -84,8 +88,7 @@ class STMFNet(nn.Module):
         feat = self.feature_extractor(torch.cat([im1 - self.rgb_mean, im2 - self.rgb_mean], dim=1).contiguous())
         heads = dict(self.get_kernel.named_children())
         maps = [heads[f"module{kind}{frame}"](feat) for frame in (1, 2) for kind in ("Weight", "Alpha", "Beta")]
-        warped = [self.warp(im, maps[3 * f : 3 * f + 3]) for f, im in enumerate((im1, im2))]
-        return 0.5 * (warped[0] + warped[1]), maps
+        return self.mean_warp(im1, im2, maps), maps
 
     def forward(
         self,

@@ -386,7 +386,7 @@ def coarse_warp_loss(
     for sigma in COARSE_SIGMAS:
         with torch.no_grad(), torch.autocast(target.device.type, enabled=False):
             b1, b2, bt = (gaussian_blur(x, sigma) for x in (im1, im2, target))
-        mean = 0.5 * (model.warp(b1.to(im1.dtype), maps[:3]) + model.warp(b2.to(im2.dtype), maps[3:6]))
+        mean = model.mean_warp(b1.to(im1.dtype), b2.to(im2.dtype), maps)
         total = total + F.l1_loss(mean.float(), bt, reduction="sum")
     return total
 
