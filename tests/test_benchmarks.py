@@ -1,4 +1,5 @@
-"""The translation probe of benchmarks/motion_check.py: a known motion, on a real frame of a held-out clip."""
+"""Benchmark helpers on a real frame of a held-out clip: the translation probe of benchmarks/motion_check.py
+and the global motion estimate of benchmarks/inference_variants.py."""
 
 import importlib.util
 from pathlib import Path
@@ -13,11 +14,16 @@ from vfi_mini.models import build_model
 from vfi_mini.models.init import blend_init
 from vfi_mini.weights import default_weights, load_model
 
-_spec = importlib.util.spec_from_file_location(
-    "motion_check", Path(__file__).parents[1] / "benchmarks" / "motion_check.py"
-)
-motion_check = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(motion_check)
+
+def _script(name: str):  # noqa: ANN202 - the module
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+motion_check = _script("motion_check")
+inference_variants = _script("inference_variants")
 
 SIZE = 128  # bikes_crop.mp4 is 192x128
 
@@ -61,3 +67,14 @@ def test_bundled_weights_follow_a_known_translation(frame):
         assert 1.5 * row["truth_px"] < row["textured_px"] < 0.5 * row["truth_px"], row
     even = [r for r in rows if "warp_db" in r]
     assert len(even) == 2 and all(r["warp_db"] > r["blend_db"] + 3 for r in even), even
+
+
+@pytest.mark.parametrize("move", [(0, 0), (3, -5), (-7, 2)])
+def test_phase_correlation_finds_a_translation(frame, move):
+    base = frame[0, :, :, 32:160]
+    moved = inference_variants.translate(base, *move)
+    assert inference_variants.phase_correlation(base, moved) == move
+    if move != (0, 0):  # the content moved: its pixels are the original's, displaced
+        dy, dx = move
+        inner = moved[:, 8 + dy : -8 + dy, 8 + dx : -8 + dx]
+        assert torch.equal(inner, base[:, 8:-8, 8:-8])
