@@ -8,7 +8,16 @@ Each variant runs the unchanged model (through `Interpolator`) on modified input
   frame is the target frame itself; borders replicated.
 - ``prewarp-S``: coarse-to-fine with the model's own motion: the x1 displacement (weight-averaged AdaCoF
   sampling offset) of the model run on frames downscaled by S, scaled up, gated to where it is longer than
-  2-4 px (linear ramp), pre-warps I0..I3 (bilinear, border) before the model runs at full size.
+  2-4 px (linear ramp), pre-warps I0..I3 (bilinear, border) before the model runs at full size. With more
+  than one digit (``prewarp-42``) the levels run in turn, each on frames pre-warped by the motion so far
+  (the motions composed).
+- ``gated-S``: ``prewarp-S`` kept only where it aligns I1 and I2 better than no pre-warp: a ramp over
+  0.01 of the 15x15 box-filtered mean absolute difference of the two pre-warped frames against that of the
+  two frames as they are (needs no ground truth).
+- ``bicubic``: the mean of the two x1 warps with every AdaCoF tap sampled bicubically instead of
+  bilinearly (same weights and offsets). It stands for the model only where the model's output is that
+  mean (GridNet averaging the x1 candidates, TENet adding nothing: the bundled weights); ``bilinear`` is
+  the same code with bilinear taps, which must equal the model there.
 - ``gain-G``: every x1 AdaCoF sampling position (tap + offset) multiplied by G (the model's x1 motion
   is shorter than the truth on known translations, see motion_check.py --translate).
 
@@ -29,7 +38,7 @@ from vfi_mini.evaluate import evaluate_methods, make_baseline, open_test_set
 from vfi_mini.interpolator import Interpolator, pad_to_multiple
 from vfi_mini.train.loop import _tap_offsets, effective_displacement
 
-VARIANTS = ("flip", "align", "prewarp-4", "prewarp-2", "gain-1.15", "gain-1.3")
+VARIANTS = ("flip", "align", "prewarp-4", "prewarp-2", "gated-4", "bicubic", "gain-1.15", "gain-1.3")
 
 
 def phase_correlation(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int]:
@@ -64,6 +73,61 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def displacement(net: torch.nn.Module, i1: torch.Tensor, i2: torch.Tensor) -> list[torch.Tensor]:
+    """The model's x1 displacements of I1 and I2 (each (B, 2, H, W), x then y) for frames (B, 3, H, W)."""
+    h, w = i1.shape[-2:]
+    _, maps = net.motion(pad_to_multiple(i1, 64).float(), pad_to_multiple(i2, 64).float())
+    return [effective_displacement(*maps[3 * f : 3 * f + 3], net.config.dilation)[..., :h, :w] for f in (0, 1)]
+
+
+def coarse_motion(
+    net: torch.nn.Module, i1: torch.Tensor, i2: torch.Tensor, levels: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse-to-fine displacements of I1 and I2 from the model's own motion on downscaled frames.
+
+    At each level S in turn the frames, pre-warped by the displacements so far, are downscaled by S; the
+    model's displacement there, scaled up, is composed with them (d <- e + d(x + e)). The result is gated
+    to where it is longer than 2-4 px (linear ramp), where the full-size model alone falls short."""
+    h, w = i1.shape[-2:]
+    disp = [i1.new_zeros(i1.shape[0], 2, h, w), i1.new_zeros(i1.shape[0], 2, h, w)]
+    for scale in levels:
+        small = [
+            F.interpolate(warp(x, d), scale_factor=1 / scale, mode="bilinear", antialias=True)
+            for x, d in zip((i1, i2), disp)
+        ]
+        steps = [F.interpolate(e, size=(h, w), mode="bilinear") * scale for e in displacement(net, *small)]
+        disp = [e + warp(d, e) for e, d in zip(steps, disp)]
+    d1, d2 = (d * ((d.norm(dim=1, keepdim=True) - 2) / 2).clamp(0, 1) for d in disp)
+    return d1, d2
+
+
+def _box(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, 1)
+
+
+def alignment_gain(i1: torch.Tensor, i2: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) in [0, 1]: 1 where pre-warping I1 by d1 and I2 by d2 makes them agree better (15x15 box
+    mean of the absolute difference, by at least 0.01), 0 where it makes them agree no better."""
+    before = _box((i1 - i2).abs().mean(1, keepdim=True), 15)
+    after = _box((warp(i1, d1) - warp(i2, d2)).abs().mean(1, keepdim=True), 15)
+    return ((before - after) / 0.01).clamp(0, 1)
+
+
+def sample_taps(
+    image: torch.Tensor, weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dilation: int, mode: str
+) -> torch.Tensor:
+    """AdaCoF of an unpadded image (B, 3, H, W) with floor rounding, each tap sampled by `grid_sample` in
+    `mode` ('bilinear': the model's own warp; 'bicubic'), borders replicated."""
+    b, taps, h, w = weight.shape
+    tx, ty = _tap_offsets(weight, dilation)
+    gy, gx = torch.meshgrid(torch.arange(h, dtype=weight.dtype), torch.arange(w, dtype=weight.dtype), indexing="ij")
+    x, y = gx + tx + beta, gy + ty + alpha  # (B, taps, H, W)
+    grid = torch.stack([2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1], dim=-1).flatten(0, 1)
+    source = image.float().repeat_interleave(taps, dim=0)
+    samples = F.grid_sample(source, grid.float(), mode=mode, padding_mode="border", align_corners=True)
+    return (samples.unflatten(0, (b, taps)) * weight[:, :, None].float()).sum(1)
+
+
 def make_variant(name: str, interp: Interpolator):  # noqa: ANN201 - a window -> frame callable
     net = interp.model
     if name == "flip":
@@ -78,25 +142,33 @@ def make_variant(name: str, interp: Interpolator):  # noqa: ANN201 - a window ->
             return interp(torch.stack(moved)[None])
 
         return align
-    if name.startswith("prewarp-"):
-        scale = int(name.split("-")[1])
+    if name.startswith(("prewarp-", "gated-")):
+        levels = [int(c) for c in name.split("-")[1]]
+        gated = name.startswith("gated-")
 
         @torch.inference_mode()
         def prewarp(win: torch.Tensor) -> torch.Tensor:
             i0, i1, i2, i3 = win.unbind(1)
-            h, w = i1.shape[-2:]
-            small = [F.interpolate(x, scale_factor=1 / scale, mode="bilinear", antialias=True) for x in (i1, i2)]
-            hs, ws = small[0].shape[-2:]
-            _, maps = net.motion(*(pad_to_multiple(x, 64).float() for x in small))
-            disp = []
-            for f in (0, 1):
-                d = effective_displacement(*maps[3 * f : 3 * f + 3], net.config.dilation)[..., :hs, :ws]
-                d = F.interpolate(d, size=(h, w), mode="bilinear") * scale
-                disp.append(d * ((d.norm(dim=1, keepdim=True) - 2) / 2).clamp(0, 1))
-            d1, d2 = disp
+            d1, d2 = coarse_motion(net, i1, i2, levels)
+            if gated:
+                keep = alignment_gain(i1, i2, d1, d2)
+                d1, d2 = d1 * keep, d2 * keep
             return interp(torch.stack([warp(i0, 3 * d1), warp(i1, d1), warp(i2, d2), warp(i3, 3 * d2)], 1))
 
         return prewarp
+    if name in ("bicubic", "bilinear"):
+
+        @torch.inference_mode()
+        def resampled(win: torch.Tensor) -> torch.Tensor:
+            h, w = win.shape[-2:]
+            frames = [pad_to_multiple(f, interp.multiple) for f in win.unbind(1)]
+            _, maps = net(*frames, return_maps=True)
+            warps = [
+                sample_taps(frames[1 + f], *maps[6 + 3 * f : 9 + 3 * f], net.config.dilation, name) for f in (0, 1)
+            ]
+            return (0.5 * (warps[0] + warps[1]))[..., :h, :w].clamp(0, 1)
+
+        return resampled
     if name.startswith("gain-"):
         gain = float(name.split("-")[1])
         gained = Interpolator(_gained(net, gain), device="cpu", threads=torch.get_num_threads())
