@@ -173,7 +173,8 @@ def make_variant(name: str, interp: Interpolator):  # noqa: ANN201 - a window ->
         gain = float(name.split("-")[1])
         gained = Interpolator(_gained(net, gain), device="cpu", threads=torch.get_num_threads())
         return gained
-    raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    known = ", ".join((*VARIANTS, "bilinear"))
+    raise SystemExit(f"unknown variant {name!r}; choose from {known} (prewarp-/gated- take any level digits)")
 
 
 def _gained(net: torch.nn.Module, gain: float) -> torch.nn.Module:
