@@ -64,13 +64,14 @@ def translate(img: torch.Tensor, sy: int, sx: int) -> torch.Tensor:
     return padded[:, p - sy : p - sy + h, p - sx : p - sx + w]
 
 
-def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward warp of (B, C, H, W) by a pixel flow (B, 2, H, W) (x, y), bilinear, border padding."""
+def warp(img: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Backward warp of (B, C, H, W) by a pixel flow (B, 2, H, W) (x, y), sampled in `mode` (a
+    `grid_sample` mode), border padding."""
     _, _, h, w = img.shape
     gy, gx = torch.meshgrid(torch.arange(h, dtype=img.dtype), torch.arange(w, dtype=img.dtype), indexing="ij")
     x, y = gx + flow[:, 0], gy + flow[:, 1]
     grid = torch.stack([2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1], dim=-1)
-    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=True)
 
 
 def displacement(net: torch.nn.Module, i1: torch.Tensor, i2: torch.Tensor) -> list[torch.Tensor]:
@@ -118,13 +119,10 @@ def sample_taps(
 ) -> torch.Tensor:
     """AdaCoF of an unpadded image (B, 3, H, W) with floor rounding, each tap sampled by `grid_sample` in
     `mode` ('bilinear': the model's own warp; 'bicubic'), borders replicated."""
-    b, taps, h, w = weight.shape
+    b, taps = weight.shape[:2]
     tx, ty = _tap_offsets(weight, dilation)
-    gy, gx = torch.meshgrid(torch.arange(h, dtype=weight.dtype), torch.arange(w, dtype=weight.dtype), indexing="ij")
-    x, y = gx + tx + beta, gy + ty + alpha  # (B, taps, H, W)
-    grid = torch.stack([2 * x / (w - 1) - 1, 2 * y / (h - 1) - 1], dim=-1).flatten(0, 1)
-    source = image.float().repeat_interleave(taps, dim=0)
-    samples = F.grid_sample(source, grid.float(), mode=mode, padding_mode="border", align_corners=True)
+    flows = torch.stack([tx + beta, ty + alpha], dim=2).flatten(0, 1).float()  # (B * taps, 2, H, W)
+    samples = warp(image.float().repeat_interleave(taps, dim=0), flows, mode)
     return (samples.unflatten(0, (b, taps)) * weight[:, :, None].float()).sum(1)
 
 
